@@ -1,0 +1,48 @@
+# `make test` and `make demo` do all set-up on a fresh Debian/Ubuntu machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Fonts and data Pixglot reads at run time, plus what the tests and benchmarks drive.
+APT_PACKAGES := fonts-noto-core fonts-noto-cjk fonts-noto-color-emoji fonts-unifont unifont \
+	unicode-cldr-core postgresql chromium chromium-driver \
+	python3-gi gir1.2-pango-1.0 python3-gi-cairo
+
+.PHONY: setup system-packages venv test lint demo bench clean
+
+setup: system-packages venv
+
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+		| grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m pytest -q
+
+lint: venv
+	$(PY) -m ruff check .
+
+demo: setup
+	$(VENV)/bin/pixglot render "Pixglot: кошка 猫 قطة बिल्ली gato" -o out/demo.png --report
+
+bench: setup
+	$(PY) bench/bench_render.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

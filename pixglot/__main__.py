@@ -1,0 +1,5 @@
+import sys
+
+from pixglot.cli import main
+
+sys.exit(main())

@@ -1,0 +1,56 @@
+"""Text to pixels: the tokenizer of a pixels-only model.
+
+Two styles behind one interface (`rendering.base.Renderer`):
+- `shaped`: HarfBuzz shaping, Unicode bidi, a pinned Noto font stack; Pixglot's own models.
+- `unifont`: bit-exact with big_vision's `render_unifont`, for the official CLIPPO checkpoints.
+
+A model's config.json carries a `renderer` dict; `renderer_from_config` turns it back into the
+renderer that the model was trained with.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pixglot.errors import InputError
+from rendering.base import Renderer, Rendering, RenderReport
+
+STYLES = ("shaped", "unifont")
+
+
+def renderer_from_config(config: dict) -> Renderer:
+    style = config.get("style", "shaped")
+    if style == "shaped":
+        from rendering.shaped import ShapedRenderer
+
+        return ShapedRenderer(config)
+    if style == "unifont":
+        from rendering.unifont import UnifontRenderer
+
+        return UnifontRenderer(config)
+    raise InputError(f"unknown renderer style {style!r}; expected one of {', '.join(STYLES)}")
+
+
+def get_renderer(style: str = "shaped", **options) -> Renderer:
+    return renderer_from_config({"style": style, **options})
+
+
+def render_with_report(text: str, style: str = "shaped", **options) -> Rendering:
+    return get_renderer(style, **options).render_with_report(text)
+
+
+def render(text: str, style: str = "shaped", **options) -> np.ndarray:
+    """H x W x 3 uint8 image of `text` (default 224 x 224, 16 px patches)."""
+    return get_renderer(style, **options).render(text)
+
+
+__all__ = [
+    "STYLES",
+    "RenderReport",
+    "Renderer",
+    "Rendering",
+    "get_renderer",
+    "render",
+    "render_with_report",
+    "renderer_from_config",
+]

@@ -1,0 +1,54 @@
+"""Per-code-point lookup tables (numpy), so the renderer classifies a whole text in a few array operations."""
+
+from __future__ import annotations
+
+import functools
+import unicodedata
+
+import numpy as np
+from fontTools.unicodedata import Scripts
+
+CODEPOINTS = 0x110000
+# Scripts written without spaces between words: a line may break between any two of their clusters.
+NO_SPACE_SCRIPTS = ("Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hira", "Kana")
+# Scripts that take the script of the text around them (spaces, digits, punctuation, combining marks).
+SHARED_SCRIPTS = ("Zyyy", "Zinh")
+# A line never starts with closing brackets or quotes, commas or full stops.
+NO_BREAK_BEFORE = ("Pe", "Pf", "Po")
+
+
+@functools.lru_cache(maxsize=1)
+def _scripts() -> tuple[np.ndarray, list[str]]:
+    names = sorted(set(Scripts.VALUES))
+    index = {name: i for i, name in enumerate(names)}
+    starts = np.asarray(Scripts.RANGES + [CODEPOINTS])
+    values = np.asarray([index[v] for v in Scripts.VALUES], np.uint8)
+    return np.repeat(values, np.diff(starts)), names
+
+
+def _script_mask(wanted: tuple[str, ...]) -> np.ndarray:
+    table, names = _scripts()
+    return np.isin(table, [names.index(s) for s in wanted if s in names])
+
+
+@functools.lru_cache(maxsize=1)
+def shared_script() -> np.ndarray:
+    return _script_mask(SHARED_SCRIPTS)
+
+
+@functools.lru_cache(maxsize=1)
+def no_space_script() -> np.ndarray:
+    return _script_mask(NO_SPACE_SCRIPTS)
+
+
+@functools.lru_cache(maxsize=1)
+def no_break_before() -> np.ndarray:
+    # Punctuation outside the first two planes is too rare to matter for breaking.
+    table = np.zeros(CODEPOINTS, bool)
+    table[:0x20000] = [unicodedata.category(chr(c)) in NO_BREAK_BEFORE for c in range(0x20000)]
+    return table
+
+
+def codepoints(text: str) -> np.ndarray:
+    """The code points of `text` as an int64 array (lone surrogates are already gone after normalising)."""
+    return np.frombuffer(text.encode("utf-32-le"), np.uint32).astype(np.int64)

@@ -1,0 +1,216 @@
+"""The pinned font stack: which font draws which grapheme cluster, by cmap coverage (fontTools)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import regex
+import uharfbuzz as hb
+from fontTools.ttLib import TTFont
+
+from pixglot.errors import PixglotError
+from rendering.chartables import CODEPOINTS, shared_script
+
+STACK_FILE = Path(__file__).with_name("fonts.toml")
+
+# Characters the shaper consumes without a glyph of their own; a font need not map them to cover a cluster.
+_IGNORABLE = frozenset(
+    [0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x034F, 0x20E3]
+    + list(range(0xFE00, 0xFE10))
+    + list(range(0xE0100, 0xE01F0))
+    + list(range(0xE0020, 0xE0080))  # emoji tag sequences (subdivision flags)
+)
+IGNORABLE = np.zeros(CODEPOINTS, bool)
+IGNORABLE[list(_IGNORABLE)] = True
+NO_FONT = 255
+INHERIT = 254
+_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
+_HANGUL = regex.compile(r"\p{Hangul}")
+
+
+class FontStackError(PixglotError):
+    pass
+
+
+@dataclass
+class StackFont:
+    id: str
+    path: Path
+    index: int = 0
+    color: bool = False
+    languages: tuple[str, ...] = ()
+    cmap: frozenset[int] = field(default_factory=frozenset, repr=False)
+    upem: int = 1000
+    ascent: int = 0
+    descent: int = 0
+
+    @functools.cached_property
+    def hb_face(self) -> hb.Face:
+        return hb.Face(hb.Blob.from_file_path(str(self.path)), self.index)
+
+    @functools.cached_property
+    def cmap_array(self) -> np.ndarray:
+        return np.array(sorted(self.cmap), np.int64)
+
+    def sha256(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def _find(file: str, search_paths: list[Path]) -> Path | None:
+    for directory in search_paths:
+        candidate = directory / file
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _load_font(entry: dict, path: Path) -> StackFont:
+    font = TTFont(path, fontNumber=entry.get("index", 0), lazy=True)
+    return StackFont(
+        id=entry["id"],
+        path=path,
+        index=entry.get("index", 0),
+        color=entry.get("color", False),
+        languages=tuple(entry.get("languages", ())),
+        cmap=frozenset(font.getBestCmap() or {}),
+        upem=font["head"].unitsPerEm,
+        ascent=font["hhea"].ascent,
+        descent=-font["hhea"].descent,
+    )
+
+
+class FontStack:
+    """The fonts of fonts.toml, in order, with fallback by coverage and the CJK face by language."""
+
+    def __init__(self, fonts: list[StackFont], missing: list[str]):
+        if not fonts:
+            raise FontStackError(f"no font of {STACK_FILE.name} was found; install fonts-noto-core")
+        self.fonts = fonts
+        self.missing_files = missing
+        self.emoji = next((i for i, f in enumerate(fonts) if f.color), None)
+        if len(fonts) >= INHERIT:
+            raise FontStackError(f"at most {INHERIT} fonts fit in a stack")
+
+    @classmethod
+    def from_file(cls, path: Path = STACK_FILE) -> FontStack:
+        spec = tomllib.loads(path.read_text(encoding="utf-8"))
+        search = [Path(p) for p in spec["search_paths"]]
+        fonts, missing = [], []
+        for entry in spec["fonts"]:
+            found = _find(entry["file"], search)
+            if found is None:
+                missing.append(entry["file"])
+            else:
+                fonts.append(_load_font(entry, found))
+        return cls(fonts, missing)
+
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - one stack per process, lives as long as it
+    def order(self, language: str | None) -> tuple[int, ...]:
+        """Font indices in fallback order; the CJK face of `language` comes before the other CJK faces."""
+        order = list(range(len(self.fonts)))
+        if language:
+            lang = language.lower().replace("_", "-")
+            preferred = [i for i, f in enumerate(self.fonts) if lang in f.languages]
+            if not preferred:
+                base = lang.split("-")[0]
+                preferred = [i for i, f in enumerate(self.fonts) if base in f.languages]
+            if preferred:
+                first_cjk = min(i for i, f in enumerate(self.fonts) if f.languages)
+                rest = [i for i in order if i not in preferred]
+                order = rest[:first_cjk] + preferred + rest[first_cjk:]
+        return tuple(order)
+
+    @functools.cached_property
+    def _first_font(self) -> np.ndarray:
+        """Per code point, the first font in stack order that maps it (NO_FONT if none)."""
+        table = np.full(CODEPOINTS, NO_FONT, np.uint8)
+        for i in reversed(range(len(self.fonts))):
+            table[self.fonts[i].cmap_array] = i
+        return table
+
+    @functools.cached_property
+    def _strong_font(self) -> np.ndarray:
+        """`_first_font`, with INHERIT for code points that take the font of the text around them."""
+        table = self._first_font.copy()
+        table[shared_script()] = INHERIT
+        return table
+
+    @functools.cached_property
+    def _cjk(self) -> list[int]:
+        return [i for i, f in enumerate(self.fonts) if f.languages]
+
+    def covers(self, font: int, cps: np.ndarray) -> np.ndarray:
+        cmap = self.fonts[font].cmap_array
+        found = np.minimum(np.searchsorted(cmap, cps), len(cmap) - 1)
+        return (cmap[found] == cps) | IGNORABLE[cps]
+
+    def assign(self, cps: np.ndarray, language: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The font index that draws each code point, and a mask of those no font in the stack has.
+
+        Spaces, digits, punctuation and marks take the font of the text before them (after them at the
+        start) when it has them, so that a run keeps its shaping context (Arabic joining, Indic reordering).
+        """
+        strong = self._strong_font[cps]
+        picked = strong[strong != INHERIT]
+        if len(picked) and picked.min() == picked.max() and picked[0] != NO_FONT:
+            # One font for all the text: the common case, decided in a few array operations.
+            font = int(picked[0])
+            if self._presentation_is_plain(cps, font, language) and self.covers(font, cps).all():
+                return np.full(len(cps), font, np.int64), np.zeros(len(cps), bool)
+        return self._assign_mixed(cps, language)
+
+    def _presentation_is_plain(self, cps: np.ndarray, font: int, language: str | None) -> bool:
+        """No emoji presentation asked for, and no CJK face other than `font` wanted."""
+        if self.emoji is not None and font != self.emoji and (cps == 0xFE0F).any():
+            return False
+        return font not in self._cjk or self._preferred_cjk(language) == font
+
+    def _preferred_cjk(self, language: str | None) -> int | None:
+        return next((i for i in self.order(language) if self.fonts[i].languages), None)
+
+    def _assign_mixed(self, cps: np.ndarray, language: str | None) -> tuple[np.ndarray, np.ndarray]:
+        fonts = self._first_font[cps].astype(np.int64)
+        preferred = self._preferred_cjk(language)
+        if preferred is not None and preferred != min(self._cjk):
+            switch = np.isin(fonts, self._cjk)
+            switch[switch] = self.covers(preferred, cps[switch])
+            fonts[switch] = preferred
+        if self.emoji is not None:
+            # A variation selector 16 asks for the emoji presentation of the character before it.
+            emoji = np.zeros(len(cps), bool)
+            emoji[:-1] = cps[1:] == 0xFE0F
+            emoji &= self.covers(self.emoji, cps)
+            fonts[emoji] = self.emoji
+        shared = shared_script()[cps]
+        positions = np.arange(len(cps))
+        before = np.maximum.accumulate(np.where(shared, -1, positions))
+        after = np.minimum.accumulate(np.where(shared, len(cps), positions)[::-1])[::-1]
+        source = np.where(before >= 0, before, after)
+        inherit = shared & (source < len(cps))
+        donors = fonts[np.minimum(source, len(cps) - 1)]
+        for font in np.unique(donors[inherit]).tolist():
+            if font != NO_FONT:
+                take = inherit & (donors == font)
+                take[take] = self.covers(font, cps[take])
+                fonts[take] = font
+        missing = (fonts == NO_FONT) & ~IGNORABLE[cps]
+        fonts[fonts == NO_FONT] = 0
+        return fonts, missing
+
+    def guess_language(self, text: str) -> str | None:
+        """A CJK language hint from the text itself: kana means Japanese, hangul Korean."""
+        if _KANA.search(text):
+            return "ja"
+        if _HANGUL.search(text):
+            return "ko"
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def default_stack() -> FontStack:
+    return FontStack.from_file()

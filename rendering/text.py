@@ -1,0 +1,125 @@
+"""Text before shaping: the normalisation policy, grapheme clusters, bidi levels and break opportunities.
+
+Normalisation policy (the same for training and search):
+- NFC; ZWJ, ZWNJ and variation selectors are kept (they change shaping and emoji).
+- All white space (tabs, newlines, NBSP, ideographic space...) becomes one ASCII space; runs of it
+  collapse to one, and leading or trailing space is dropped.
+- Other control characters are removed; lone surrogates become U+FFFD. Both are reported.
+- Unassigned code points are kept and, having no glyph, reported as missing.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+import regex
+from bidi.algorithm import (
+    X9_REMOVED,
+    explicit_embed_and_overrides,
+    get_base_level,
+    get_embedding_levels,
+    get_empty_storage,
+    resolve_implicit_levels,
+    resolve_neutral_types,
+    resolve_weak_types,
+)
+
+_SPACES = regex.compile(r"\s+")
+_CONTROLS = regex.compile(r"[\p{Cc}\p{Cs}]")
+_GRAPHEME = regex.compile(r"\X")
+# Blocks whose characters can be right-to-left, and the explicit RTL controls; text without any of
+# them is left-to-right throughout, which spares the (pure Python) bidi algorithm.
+_MAYBE_RTL = regex.compile(
+    "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff"
+    "\u200f\u202a-\u202e\u2066-\u2069]"
+)
+_NO_SPACE_SCRIPTS = regex.compile(r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Han}\p{Hiragana}\p{Katakana}]")
+_NO_BREAK_BEFORE = frozenset(["Pe", "Pf", "Po"])  # closing brackets and quotes, commas, full stops
+_STRONG_LTR_OR_NUMBER = regex.compile(
+    r"[\p{Bidi_Class=L}\p{Bidi_Class=EN}\p{Bidi_Class=AN}\p{Bidi_Class=LRE}"
+    r"\p{Bidi_Class=LRO}\p{Bidi_Class=LRI}\p{Bidi_Class=FSI}]"
+)
+
+
+def normalize(text: str) -> tuple[str, list[str]]:
+    """The text as the renderer draws it, and the characters it removed or replaced."""
+    replaced = [c for c in _CONTROLS.findall(text) if not c.isspace()]
+    if replaced:
+        text = _CONTROLS.sub(_replacement, text)
+    text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
+    return text, replaced
+
+
+def _replacement(match: regex.Match) -> str:
+    c = match[0]
+    if c.isspace():
+        return " "
+    return "" if unicodedata.category(c) == "Cc" else "\ufffd"
+
+
+def graphemes(text: str) -> list[str]:
+    """Extended grapheme clusters (UAX #29): the units that are never split."""
+    return _GRAPHEME.findall(text)
+
+
+def bidi_levels(text: str) -> tuple[int, list[int]]:
+    """Paragraph level (from the first strong character) and the resolved level of each character."""
+    if not _MAYBE_RTL.search(text):
+        return 0, [0] * len(text)
+    base = get_base_level(text)
+    if base == 1 and not _STRONG_LTR_OR_NUMBER.search(text):
+        return 1, [1] * len(text)
+    storage = get_empty_storage()
+    storage["base_level"] = base
+    storage["base_dir"] = "LR"[base]
+    get_embedding_levels(text, storage)
+    for step in (
+        explicit_embed_and_overrides,
+        resolve_weak_types,
+        resolve_neutral_types,
+        resolve_implicit_levels,
+    ):
+        step(storage, False)
+    resolved = iter(ch["level"] for ch in storage["chars"])
+    # The algorithm drops explicit embedding controls (rule X9); they take the level of what precedes them.
+    levels: list[int] = []
+    for c in text:
+        if unicodedata.bidirectional(c) in X9_REMOVED:
+            levels.append(levels[-1] if levels else base)
+        else:
+            levels.append(next(resolved))
+    return base, levels
+
+
+def may_break(before: str, after: str) -> bool:
+    """Whether a line may break between two adjacent grapheme clusters (a UAX #14-style subset).
+
+    After a space; after a Tibetan tsheg; between clusters of scripts written without spaces (Thai, Lao,
+    Khmer, Myanmar, Chinese, Japanese); never before a space or closing punctuation.
+    """
+    if before == " " or before.endswith("\u0f0b"):
+        return True
+    if after == " " or unicodedata.category(after[0]) in _NO_BREAK_BEFORE:
+        return False
+    return _NO_SPACE_SCRIPTS.match(before) is not None or _NO_SPACE_SCRIPTS.match(after) is not None
+
+
+def reorder_runs(levels: list[int]) -> list[int]:
+    """Visual order of runs with the given embedding levels (UAX #9 rule L2)."""
+    order = list(range(len(levels)))
+    if not levels:
+        return order
+    highest = max(levels)
+    lowest_odd = min((lv for lv in levels if lv % 2), default=highest + 1)
+    for level in range(highest, lowest_odd - 1, -1):
+        i = 0
+        while i < len(order):
+            if levels[order[i]] >= level:
+                j = i
+                while j < len(order) and levels[order[j]] >= level:
+                    j += 1
+                order[i:j] = order[i:j][::-1]
+                i = j
+            else:
+                i += 1
+    return order
