@@ -31,7 +31,8 @@ class RenderReport:
         return {
             "complete": self.complete,
             "missing": [f"U+{ord(c):04X}" for c in self.missing],
-            "truncated": self.truncated,
+            "truncated": self.truncated[:64],  # a preview; the input may have been megabytes long
+            "truncated_chars": len(self.truncated),
             "replaced": [f"U+{ord(c):04X}" for c in self.replaced],
             "lines": self.lines,
             "rows_used": self.rows_used,

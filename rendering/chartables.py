@@ -6,6 +6,7 @@ import functools
 import unicodedata
 
 import numpy as np
+import regex
 from fontTools.unicodedata import Scripts
 
 CODEPOINTS = 0x110000
@@ -33,7 +34,26 @@ def _script_mask(wanted: tuple[str, ...]) -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def shared_script() -> np.ndarray:
-    return _script_mask(SHARED_SCRIPTS)
+    """Common and Inherited code points, less pictographs: an emoji is text of its own, not punctuation."""
+    return _script_mask(SHARED_SCRIPTS) & ~_property_mask(r"\p{Extended_Pictographic}")
+
+
+@functools.lru_cache(maxsize=1)
+def emoji_presentation() -> np.ndarray:
+    """Code points drawn as emoji by default (Emoji_Presentation=Yes, regional indicators included)."""
+    return _property_mask(r"\p{Emoji_Presentation}")
+
+
+# Every emoji code point lies in these blocks; scanning only them keeps the tables quick to build.
+_EMOJI_BLOCKS = ((0x0000, 0x0100), (0x2000, 0x3400), (0x1F000, 0x1FC00))
+
+
+def _property_mask(pattern: str) -> np.ndarray:
+    match = regex.compile(pattern).match
+    table = np.zeros(CODEPOINTS, bool)
+    for lo, hi in _EMOJI_BLOCKS:
+        table[lo:hi] = [match(chr(c)) is not None for c in range(lo, hi)]
+    return table
 
 
 @functools.lru_cache(maxsize=1)

@@ -14,7 +14,7 @@ import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 
 from pixglot.errors import PixglotError
-from rendering.chartables import CODEPOINTS, shared_script
+from rendering.chartables import CODEPOINTS, emoji_presentation, shared_script
 
 STACK_FILE = Path(__file__).with_name("fonts.toml")
 
@@ -131,6 +131,11 @@ class FontStack:
         table = np.full(CODEPOINTS, NO_FONT, np.uint8)
         for i in reversed(range(len(self.fonts))):
             table[self.fonts[i].cmap_array] = i
+        if self.emoji is not None:
+            # Emoji_Presentation characters are emoji first, even where a text font also maps them.
+            emoji = np.zeros(CODEPOINTS, bool)
+            emoji[self.fonts[self.emoji].cmap_array] = True
+            table[emoji & emoji_presentation()] = self.emoji
         return table
 
     @functools.cached_property
@@ -180,13 +185,15 @@ class FontStack:
             switch = np.isin(fonts, self._cjk)
             switch[switch] = self.covers(preferred, cps[switch])
             fonts[switch] = preferred
+        shared = shared_script()[cps]
         if self.emoji is not None:
-            # A variation selector 16 asks for the emoji presentation of the character before it.
+            # A variation selector 16 asks for the emoji presentation of the character before it
+            # (a keycap digit too, which is otherwise a shared character).
             emoji = np.zeros(len(cps), bool)
             emoji[:-1] = cps[1:] == 0xFE0F
             emoji &= self.covers(self.emoji, cps)
             fonts[emoji] = self.emoji
-        shared = shared_script()[cps]
+            shared &= ~emoji
         positions = np.arange(len(cps))
         before = np.maximum.accumulate(np.where(shared, -1, positions))
         after = np.minimum.accumulate(np.where(shared, len(cps), positions)[::-1])[::-1]

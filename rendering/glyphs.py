@@ -72,7 +72,7 @@ class GlyphAtlas:
         return GlyphSet(slots, size[slots], top[slots], bottom[slots])
 
     def composite(self, glyphs: GlyphSet, x: np.ndarray, y: np.ndarray, buffer: np.ndarray) -> None:
-        """Add the glyphs' ink to a 2-D darkness buffer, glyph i with its origin at (x[i], y[i])."""
+        """Add the glyphs' ink to a 2-D float64 darkness buffer, glyph i with its origin at (x[i], y[i])."""
         sizes = glyphs.sizes
         total = int(sizes.sum())
         if not total:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from rendering import chartables
 from rendering.base import Renderer, Rendering, RenderReport
+from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
 from rendering.text import bidi_levels, graphemes, normalize, reorder_runs
 
@@ -34,7 +35,7 @@ DEFAULTS = {
     # Longer input cannot fit any canvas; cutting first bounds time and memory for any input.
     "max_chars": 2048,
 }
-_HAN = regex.compile(r"\p{Han}")
+_CJK = regex.compile(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]")
 _TSHEG = 0x0F0B
 
 
@@ -52,39 +53,70 @@ class _Shaped:
     run_levels: list[int]
 
 
+@dataclass
+class Layout:
+    """A text laid out: lines as code point ranges of `text`, glyphs in visual order with their line."""
+
+    text: str  # normalised and cut
+    lines: list[tuple[int, int]]
+    shaped: _Shaped | None
+    base_level: int  # 1 for a right-to-left paragraph
+    order: np.ndarray  # indices into `shaped`, line after line, left to right
+    line_of: np.ndarray
+    report: RenderReport
+
+    def glyphs(self, line: int) -> list[tuple[int, int, int]]:
+        """(cluster, font, glyph id) of one line's glyphs, left to right."""
+        mine = self.order[self.line_of == line]
+        s = self.shaped
+        return list(zip(s.cluster[mine].tolist(), s.font[mine].tolist(), s.gid[mine].tolist(), strict=True))
+
+
 class ShapedRenderer(Renderer):
     style = "shaped"
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: dict | None = None, stack: FontStack | None = None):
         super().__init__({**DEFAULTS, **(config or {})})
+        self._stack = stack  # None: the pinned stack of fonts.toml
         self._atlas: GlyphAtlas | None = None
 
     def __getstate__(self) -> dict:
         # Workers rebuild fonts and caches themselves; HarfBuzz and FreeType objects do not pickle.
-        return {"config": self.config, "_atlas": None}
+        return {"config": self.config, "_stack": None, "_atlas": None}
 
     @property
     def atlas(self) -> GlyphAtlas:
         if self._atlas is None:
-            self._atlas = GlyphAtlas(self.config["font_size"])
+            self._atlas = GlyphAtlas(self.config["font_size"], self._stack)
         return self._atlas
 
     def render(self, text: str, language: str | None = None) -> np.ndarray:
         return self.render_with_report(text, language).image
 
-    def render_with_report(self, text: str, language: str | None = None) -> Rendering:
-        """Draw `text`; `language` (BCP 47, e.g. "ja") picks the CJK face where the text alone cannot."""
+    def layout(self, text: str, language: str | None = None) -> Layout:
+        """Where every glyph goes, without drawing: the renderer's decisions, open to inspection and tests."""
         report = RenderReport()
         text, report.replaced = normalize(text)
         text = self._cut(text, report)
-        darkness = np.zeros(self.image_size, np.float32)
-        if text:
-            cps = chartables.codepoints(text)
-            shaped, base_level = self._shape(text, cps, language, report)
-            lines = self._break_lines(text, cps, shaped, report)
-            report.lines = report.rows_used = len(lines)
-            self._draw(lines, shaped, base_level, darkness)
-        return Rendering(self._to_image(darkness, report.rows_used), report)
+        if not text:
+            return Layout(text, [], None, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), report)
+        cps = chartables.codepoints(text)
+        shaped, base_level = self._shape(text, cps, language, report)
+        lines = self._break_lines(text, cps, shaped, report)
+        report.lines = report.rows_used = len(lines)
+        order, line_of = self._visual_order(lines, shaped)
+        return Layout(text, lines, shaped, base_level, order, line_of, report)
+
+    def render_with_report(self, text: str, language: str | None = None) -> Rendering:
+        """Draw `text`; `language` (BCP 47, e.g. "ja") picks the CJK face where the text alone cannot."""
+        layout = self.layout(text, language)
+        image = np.full((*self.image_size, 3), self.config["background_brightness"], np.uint8)
+        if layout.lines:
+            # Only the rows that hold text are composited; the rest stays background.
+            darkness = np.zeros((len(layout.lines) * self.patch_size, self.image_size[1]))
+            self._draw(layout, darkness)
+            image[: len(darkness)] = self._shades[np.minimum(darkness, 255).astype(np.uint8)][:, :, None]
+        return Rendering(image, layout.report)
 
     def _cut(self, text: str, report: RenderReport) -> str:
         limit = self.config["max_chars"]
@@ -100,7 +132,7 @@ class ShapedRenderer(Renderer):
         self, text: str, cps: np.ndarray, language: str | None, report: RenderReport
     ) -> tuple[_Shaped, int]:
         stack = self.atlas.stack
-        if language is None and _HAN.search(text):
+        if language is None and _CJK.search(text):
             language = stack.guess_language(text)
         fonts, missing = stack.assign(cps, language)
         report.missing = [text[i] for i in np.flatnonzero(missing)]
@@ -226,12 +258,11 @@ class ShapedRenderer(Renderer):
         idx = np.concatenate(order)
         return idx, line_of[idx]
 
-    def _draw(
-        self, lines: list[tuple[int, int]], shaped: _Shaped, base_level: int, darkness: np.ndarray
-    ) -> None:
+    def _draw(self, layout: Layout, darkness: np.ndarray) -> None:
         _, width = self.image_size
         patch = self.patch_size
-        order, line_of = self._visual_order(lines, shaped)
+        lines, shaped, base_level = layout.lines, layout.shaped, layout.base_level
+        order, line_of = layout.order, layout.line_of
         if not len(order):
             return
         advance = shaped.advance[order]
@@ -260,7 +291,7 @@ class ShapedRenderer(Renderer):
         self.atlas.composite(glyphs.select(normal), x[normal], (baseline[line_of] - lift)[normal], darkness)
         for row in np.flatnonzero(too_tall):
             mine = line_of == row
-            line = np.zeros((int(bottom[row] - top[row]), width), np.float32)
+            line = np.zeros((int(bottom[row] - top[row]), width))
             self.atlas.composite(glyphs.select(mine), x[mine], -int(top[row]) - lift[mine], line)
             self._paste_scaled(line, int(row), base_level, darkness)
 
@@ -273,12 +304,6 @@ class ShapedRenderer(Renderer):
         )
         x0 = width - small.shape[1] if base_level % 2 else 0
         darkness[row * patch : (row + 1) * patch, x0 : x0 + small.shape[1]] += small
-
-    def _to_image(self, darkness: np.ndarray, rows_used: int) -> np.ndarray:
-        image = np.full((*darkness.shape, 3), self.config["background_brightness"], np.uint8)
-        used = darkness[: rows_used * self.patch_size]
-        image[: len(used)] = self._shades[np.minimum(used, 255).astype(np.uint8)][:, :, None]
-        return image
 
     @functools.cached_property
     def _shades(self) -> np.ndarray:

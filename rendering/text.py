@@ -25,6 +25,7 @@ from bidi.algorithm import (
 )
 
 _SPACES = regex.compile(r"\s+")
+_UNASSIGNED = regex.compile(r"\p{Cn}")
 _CONTROLS = regex.compile(r"[\p{Cc}\p{Cs}]")
 _GRAPHEME = regex.compile(r"\X")
 # Blocks whose characters can be right-to-left, and the explicit RTL controls; text without any of
@@ -72,7 +73,8 @@ def bidi_levels(text: str) -> tuple[int, list[int]]:
     storage = get_empty_storage()
     storage["base_level"] = base
     storage["base_dir"] = "LR"[base]
-    get_embedding_levels(text, storage)
+    # Unassigned code points have no bidi class, which the algorithm rejects; they are neutral here.
+    get_embedding_levels(_UNASSIGNED.sub("\ufffd", text), storage)
     for step in (
         explicit_embed_and_overrides,
         resolve_weak_types,

@@ -1,0 +1,276 @@
+"""The shaped renderer: properties that fail when shaping, bidi, fallback or wrapping are off."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pytest
+
+from rendering import get_renderer
+from rendering.fontstack import default_stack
+from rendering.shaped import ShapedRenderer
+from rendering.text import graphemes
+
+BACKGROUND = 255
+
+
+@pytest.fixture(scope="module")
+def renderer() -> ShapedRenderer:
+    return get_renderer("shaped")
+
+
+def font_id(index: int) -> str:
+    return default_stack().fonts[index].id
+
+
+def line_glyphs(
+    renderer: ShapedRenderer, text: str, language: str | None = None
+) -> list[tuple[int, int, int]]:
+    layout = renderer.layout(text, language)
+    assert len(layout.lines) == 1, f"{text!r} should fit one line"
+    return layout.glyphs(0)
+
+
+def ink_rows(image: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((image[:, :, 0] < BACKGROUND).any(axis=1))
+
+
+def ink_columns(image: np.ndarray) -> np.ndarray:
+    return np.flatnonzero((image[:, :, 0] < BACKGROUND).any(axis=0))
+
+
+# -- shaping -------------------------------------------------------------------------------------
+
+
+def test_arabic_letters_take_joined_forms(renderer):
+    word = "بيت"
+    joined = {gid for _, _, gid in line_glyphs(renderer, word)}
+    isolated = {line_glyphs(renderer, letter)[0][2] for letter in word}
+    assert joined.isdisjoint(isolated), "every letter of a joined word has a contextual form"
+    assert {font_id(f) for _, f, _ in line_glyphs(renderer, word)} == {"arabic"}
+
+
+def test_lam_alef_is_one_ligature(renderer):
+    glyphs = line_glyphs(renderer, "لا")
+    assert len(glyphs) == 1
+    assert glyphs[0][2] not in {line_glyphs(renderer, c)[0][2] for c in "لا"}
+
+
+def test_persian_uses_arabic_shaping(renderer):
+    word = "فارسی"
+    joined = [gid for _, _, gid in line_glyphs(renderer, word)]
+    isolated = [line_glyphs(renderer, c)[0][2] for c in word]
+    assert sorted(joined) != sorted(isolated)
+    assert line_glyphs(renderer, "ی")[0][2] != line_glyphs(renderer, "ي")[0][2]  # Farsi yeh is its own letter
+
+
+def test_hebrew_reads_right_to_left_and_digits_keep_their_order(renderer):
+    text = "שלום 123"
+    clusters = [c for c, _, _ in line_glyphs(renderer, text)]
+    # Visual order, left to right: the number first (in its own order), then the word reversed.
+    assert clusters == [5, 6, 7, 4, 3, 2, 1, 0]
+    image = renderer.render(text)
+    assert ink_columns(image).max() >= 218, "a right-to-left paragraph is right-aligned"
+
+
+def test_mixed_left_to_right_paragraph_with_embedded_hebrew(renderer):
+    text = "abc שלום def"
+    clusters = [c for c, _, _ in line_glyphs(renderer, text)]
+    assert clusters == [0, 1, 2, 3, 7, 6, 5, 4, 8, 9, 10, 11]
+    assert ink_columns(renderer.render(text)).min() <= 2, "a left-to-right paragraph is left-aligned"
+
+
+def test_devanagari_conjunct_reph_and_pre_base_matra(renderer):
+    ksha = line_glyphs(renderer, "क्ष")
+    assert len(ksha) == 1, "क + ् + ष form one conjunct glyph"
+    reph = line_glyphs(renderer, "र्क")
+    assert len(reph) == 2 and reph[0][2] != line_glyphs(renderer, "र")[0][2]
+    ki = line_glyphs(renderer, "कि")
+    ka = line_glyphs(renderer, "क")[0][2]
+    assert [g for _, _, g in ki].index(ka) == 1, "the i-matra is drawn before (left of) its consonant"
+    assert {font_id(f) for _, f, _ in ki} == {"devanagari"}
+
+
+def test_bengali_pre_base_vowel_and_conjunct(renderer):
+    ki = [g for _, _, g in line_glyphs(renderer, "কি")]
+    assert ki.index(line_glyphs(renderer, "ক")[0][2]) == 1
+    assert len(line_glyphs(renderer, "ক্ষ")) == 1
+
+
+def test_telugu_consonant_cluster_is_shaped(renderer):
+    cluster = line_glyphs(renderer, "క్ష")
+    separate = [line_glyphs(renderer, c)[0][2] for c in "క్ష"]
+    assert [g for _, _, g in cluster] != separate
+    assert {font_id(f) for _, f, _ in cluster} == {"telugu"}
+
+
+def test_thai_stacked_marks_are_drawn_above_and_not_clipped(renderer):
+    plain = renderer.render("ท")
+    stacked = renderer.render("ที่")
+    assert ink_rows(stacked).min() < ink_rows(plain).min(), "vowel and tone mark stack above the consonant"
+    assert ink_rows(stacked).max() < 16, "one line stays in its patch row"
+    assert len(line_glyphs(renderer, "ที่")) == 3
+
+
+def test_tall_tibetan_stack_is_kept_whole_in_its_row(renderer):
+    text = "བསྒྲུབས་པོ་ཀྵྨྱོ"
+    tall = ShapedRenderer({"patch_size": 64, "baseline": 40, "image_size": 256}).render(text)
+    natural_height = np.ptp(ink_rows(tall)) + 1
+    assert natural_height > 16, "the stack is taller than a patch row"
+    image = renderer.render(text)
+    rows = ink_rows(image)
+    assert rows.min() >= 0 and rows.max() < 16
+    assert (image[:16, :, 0] < 128).sum() > 20, "the shrunk line still has ink"
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "expected"),
+    [
+        ("直す", None, "cjk-jp"),
+        ("直", "ja", "cjk-jp"),
+        ("直", "zh", "cjk-sc"),
+        ("直", "zh-Hant", "cjk-tc"),
+        ("직", None, "cjk-kr"),
+    ],
+)
+def test_cjk_face_follows_language(renderer, text, language, expected):
+    fonts = {font_id(f) for _, f, _ in line_glyphs(renderer, text, language)}
+    assert fonts == {expected}
+
+
+def test_han_variants_differ_between_japanese_and_chinese(renderer):
+    assert not np.array_equal(renderer.render("直", "ja"), renderer.render("直", "zh"))
+
+
+@pytest.mark.parametrize("text", ["Μια μαύρη γάτα", "Чёрная кошка", "Một con mèo đen"])
+def test_greek_cyrillic_vietnamese_use_the_latin_stack_font(renderer, text):
+    layout = renderer.layout(text)
+    assert layout.report.complete
+    assert {font_id(f) for _, f, _ in layout.glyphs(0)} == {"latin"}
+
+
+@pytest.mark.parametrize("text", ["👩‍👩‍👧", "👍🏽", "🇯🇵", "1️⃣", "🏴󠁧󠁢󠁳󠁣󠁴󠁿"])
+def test_emoji_sequences_are_single_emoji_glyphs(renderer, text):
+    glyphs = line_glyphs(renderer, text)
+    assert len(glyphs) == 1
+    assert font_id(glyphs[0][1]) == "emoji"
+    assert (renderer.render(text)[:16] < BACKGROUND).any()
+
+
+def test_text_presentation_heart_stays_a_symbol(renderer):
+    assert font_id(line_glyphs(renderer, "❤")[0][1]) != "emoji"
+    assert font_id(line_glyphs(renderer, "❤️")[0][1]) == "emoji"
+
+
+# -- wrapping and truncation ---------------------------------------------------------------------
+
+
+def test_lines_break_at_spaces_and_fit_the_canvas(renderer):
+    text = "A brown dog runs across a grassy field chasing a red ball while children watch from a bench."
+    layout = renderer.layout(text)
+    assert len(layout.lines) > 1
+    for start, end in layout.lines:
+        assert start == 0 or layout.text[start - 1] == " "
+        assert end == len(layout.text) or layout.text[end] == " "
+    image = renderer.render(text)
+    assert ink_rows(image).max() < 16 * len(layout.lines)
+    assert (image[16 * len(layout.lines) :] == BACKGROUND).all()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "แมวดำนั่งอยู่บนขอบหน้าต่างและมองออกไปที่ถนนในวันที่แดดจ้ามากและมีลมพัดเย็นสบาย",
+        "黒い猫が窓辺に座って、晴れた日に通りを眺めています。子供たちは公園で遊んでいます。",
+    ],
+)
+def test_scripts_without_spaces_break_between_grapheme_clusters(renderer, text):
+    layout = renderer.layout(text)
+    assert len(layout.lines) > 1
+    bounds = set(np.cumsum([len(g) for g in graphemes(layout.text)]).tolist())
+    for start, _ in layout.lines[1:]:
+        assert start in bounds, "a line never starts inside a grapheme cluster"
+        assert unicodedata.category(layout.text[start]) not in ("Po", "Pe"), "no line starts with 。 or 、"
+
+
+def test_overlong_word_breaks_between_clusters_never_inside_one(renderer):
+    text = "e\u0301" * 200  # é as base + combining accent, never split
+    layout = renderer.layout(text)
+    assert len(layout.lines) > 1
+    for start, _ in layout.lines:
+        assert layout.text[start] != "\u0301"
+
+
+def test_text_that_does_not_fit_is_reported_truncated(renderer):
+    text = " ".join(f"word{i}" for i in range(400))
+    rendering = renderer.render_with_report(text)
+    report = rendering.report
+    assert report.lines == 14 and report.rows_used == 14
+    assert report.truncated.startswith("word") and text.endswith(report.truncated)
+    assert not report.complete
+
+
+def test_megabyte_input_is_bounded(renderer):
+    text = "ab " * 350_000
+    rendering = renderer.render_with_report(text)
+    assert rendering.image.shape == (224, 224, 3)
+    assert len(rendering.report.truncated) > 1_000_000 - 2048 - 10
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "   ", "\n\t "])
+def test_empty_and_blank_text_give_a_blank_canvas(renderer, text):
+    rendering = renderer.render_with_report(text)
+    assert (rendering.image == BACKGROUND).all()
+    assert rendering.report.rows_used == 0 and rendering.report.complete
+
+
+def test_control_characters_and_lone_surrogates_are_replaced_and_reported(renderer):
+    rendering = renderer.render_with_report("a\x00b\x07c\ud800d")
+    assert rendering.report.replaced == ["\x00", "\x07", "\ud800"]
+    layout = renderer.layout("a\x00b\x07c\ud800d")
+    assert layout.text == "abc\ufffdd"
+
+
+def test_unassigned_and_uncovered_code_points_are_reported_missing(renderer):
+    text = "ok \u0378 \U00010c80"  # unassigned; Old Hungarian, outside the stack
+    report = renderer.render_with_report(text).report
+    assert report.missing == ["\u0378", "\U00010c80"]
+    assert not report.complete
+
+
+def test_whitespace_is_normalised(renderer):
+    assert np.array_equal(renderer.render("a  b\tc\nd"), renderer.render("a b c d"))
+
+
+def test_nfc_and_nfd_input_render_the_same(renderer):
+    text = "Việt Nam, café, Ελληνικά"
+    assert np.array_equal(
+        renderer.render(unicodedata.normalize("NFD", text)),
+        renderer.render(unicodedata.normalize("NFC", text)),
+    )
+
+
+def test_zwnj_changes_persian_shaping(renderer):
+    assert line_glyphs(renderer, "می\u200cخواهم") != line_glyphs(renderer, "میخواهم")
+
+
+# -- determinism and batches ---------------------------------------------------------------------
+
+
+def test_batch_in_worker_processes_equals_in_process(renderer):
+    texts = ["кошка", "猫", "قطة", "बिल्ली", "gato", "🐱"] * 30
+    alone = np.stack([renderer.render(t) for t in texts])
+    batched = renderer.render_batch(texts, workers=2)
+    assert batched.shape == (len(texts), 224, 224, 3)
+    assert np.array_equal(alone, batched)
+
+
+def test_custom_canvas_and_brightness():
+    small = ShapedRenderer({"image_size": 64, "text_brightness": 0, "background_brightness": 127})
+    image = small.render("hello")
+    assert image.shape == (64, 64, 3)
+    assert image.max() == 127 and image.min() < 60
