@@ -12,6 +12,7 @@ from fontTools.unicodedata import Scripts
 CODEPOINTS = 0x110000
 # Scripts written without spaces between words: a line may break between any two of their clusters.
 NO_SPACE_SCRIPTS = ("Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hira", "Kana")
+NO_SPACE_PATTERN = regex.compile("[" + "".join(rf"\p{{Script={s}}}" for s in NO_SPACE_SCRIPTS) + "]")
 # Scripts that take the script of the text around them (spaces, digits, punctuation, combining marks).
 SHARED_SCRIPTS = ("Zyyy", "Zinh")
 # A line never starts with closing brackets or quotes, commas or full stops.

@@ -34,20 +34,21 @@ class GlyphSet:
 class GlyphAtlas:
     """Rasterised glyphs keyed by (font, glyph id, subpixel phase), one per process.
 
-    Each glyph is stored as its inked pixels only (row, column, darkness) in flat growing arrays, so
-    drawing a whole canvas is one gather and one `bincount`, whatever the number of glyphs.
+    Each glyph is stored as its inked pixels only: flat offsets into a buffer `stride` pixels wide,
+    relative to the glyph origin, and their darkness. Drawing a whole canvas is then one gather and
+    one unbuffered add, whatever the number of glyphs.
     """
 
     subpixel = 4  # horizontal positions are kept to a quarter pixel
 
-    def __init__(self, font_size: int, stack: FontStack | None = None):
+    def __init__(self, font_size: int, stride: int, stack: FontStack | None = None):
         self.font_size = font_size
+        self.stride = stride
         self.stack = stack or default_stack()
         self._hb_fonts: dict[int, hb.Font] = {}
         self._faces: dict[int, freetype.Face] = {}
         self._slots: dict[int, int] = {}
-        self._rows = np.zeros(0, np.int64)
-        self._cols = np.zeros(0, np.int64)
+        self._offsets = np.zeros(0, np.int64)
         self._values = np.zeros(0, np.float64)
         self._used = 0
         self._start: list[int] = []
@@ -65,29 +66,33 @@ class GlyphAtlas:
         return font
 
     def lookup(self, fonts: np.ndarray, gids: np.ndarray, phases: np.ndarray) -> GlyphSet:
-        keys = (fonts << 24) | (gids << 3) | phases
-        unique, inverse = np.unique(keys, return_inverse=True)
-        slots = np.asarray([self._slot(k) for k in unique.tolist()], np.int64)[inverse]
-        start, size, top, bottom = self._tables()
-        return GlyphSet(slots, size[slots], top[slots], bottom[slots])
+        slots = self._slots
+        keys = ((fonts << 24) | (gids << 3) | phases).tolist()
+        found = np.fromiter((slots.get(k, -1) for k in keys), np.int64, len(keys))
+        if (found < 0).any():
+            found = np.fromiter((self._slot(k) for k in keys), np.int64, len(keys))
+        _, size, top, bottom = self._tables()
+        return GlyphSet(found, size[found], top[found], bottom[found])
 
     def composite(self, glyphs: GlyphSet, x: np.ndarray, y: np.ndarray, buffer: np.ndarray) -> None:
-        """Add the glyphs' ink to a 2-D float64 darkness buffer, glyph i with its origin at (x[i], y[i])."""
+        """Add the glyphs' ink to a float64 darkness buffer `stride` wide, glyph i's origin at (x[i], y[i]).
+
+        The caller keeps the ink inside the buffer's rows and leaves room at the sides; pixels that
+        would still fall outside the buffer are dropped.
+        """
         sizes = glyphs.sizes
         total = int(sizes.sum())
         if not total:
             return
         start = self._tables()[0][glyphs.slots]
-        owner = np.repeat(np.arange(len(sizes)), sizes)
         index = np.arange(total) + np.repeat(start - (np.cumsum(sizes) - sizes), sizes)
-        rows = self._rows[index] + y[owner]
-        cols = self._cols[index] + x[owner]
-        height, width = buffer.shape
-        inside = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-        flat = rows[inside] * width + cols[inside]
-        buffer += np.bincount(flat, weights=self._values[index][inside], minlength=buffer.size).reshape(
-            buffer.shape
-        )
+        flat = self._offsets[index] + np.repeat(y * self.stride + x, sizes)
+        values = self._values[index]
+        if flat.min() < 0 or flat.max() >= buffer.size:
+            keep = (flat >= 0) & (flat < buffer.size)
+            flat, values = flat[keep], values[keep]
+        # float64 on both sides keeps ufunc.at on numpy's fast path.
+        np.add.at(buffer.reshape(-1), flat, values)
 
     def _tables(self) -> tuple[np.ndarray, ...]:
         if self._arrays is None:
@@ -108,14 +113,14 @@ class GlyphAtlas:
         darkness, left, top = ink
         rows, cols = np.nonzero(darkness)
         n = len(rows)
-        if self._used + n > len(self._rows):
-            capacity = max(2 * len(self._rows), self._used + n, 4096)
-            self._rows, self._cols, self._values = (
-                np.resize(a, capacity) for a in (self._rows, self._cols, self._values)
+        if self._used + n > len(self._offsets):
+            capacity = max(2 * len(self._offsets), self._used + n, 4096)
+            self._offsets, self._values = (
+                np.resize(self._offsets, capacity),
+                np.resize(self._values, capacity),
             )
         span = slice(self._used, self._used + n)
-        self._rows[span] = rows - top
-        self._cols[span] = cols + left
+        self._offsets[span] = (rows - top) * self.stride + cols + left
         self._values[span] = darkness[rows, cols]
         self._start.append(self._used)
         self._size.append(n)

@@ -37,6 +37,8 @@ DEFAULTS = {
 }
 _CJK = regex.compile(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]")
 _TSHEG = 0x0F0B
+_TIBETAN = regex.compile("\u0f0b")
+_MARGIN = 32  # pixels composited beyond each side of the canvas, for ink that overhangs it, then cut
 
 
 @dataclass
@@ -87,7 +89,7 @@ class ShapedRenderer(Renderer):
     @property
     def atlas(self) -> GlyphAtlas:
         if self._atlas is None:
-            self._atlas = GlyphAtlas(self.config["font_size"], self._stack)
+            self._atlas = GlyphAtlas(self.config["font_size"], self.image_size[1] + 2 * _MARGIN, self._stack)
         return self._atlas
 
     def render(self, text: str, language: str | None = None) -> np.ndarray:
@@ -113,9 +115,12 @@ class ShapedRenderer(Renderer):
         image = np.full((*self.image_size, 3), self.config["background_brightness"], np.uint8)
         if layout.lines:
             # Only the rows that hold text are composited; the rest stays background.
-            darkness = np.zeros((len(layout.lines) * self.patch_size, self.image_size[1]))
+            height, width = len(layout.lines) * self.patch_size, self.image_size[1]
+            darkness = np.zeros((height, width + 2 * _MARGIN))
             self._draw(layout, darkness)
-            image[: len(darkness)] = self._shades[np.minimum(darkness, 255).astype(np.uint8)][:, :, None]
+            gray = self._shades[np.minimum(darkness[:, _MARGIN:-_MARGIN], 255).astype(np.uint8)]
+            for channel in range(3):  # three plain copies are far quicker than one broadcast
+                image[:height, :, channel] = gray
         return Rendering(image, layout.report)
 
     def _cut(self, text: str, report: RenderReport) -> str:
@@ -138,8 +143,16 @@ class ShapedRenderer(Renderer):
         report.missing = [text[i] for i in np.flatnonzero(missing)]
         base_level, levels = bidi_levels(text)
         levels = np.asarray(levels, np.int64)
-        change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
-        bounds = [0, *change.tolist(), len(text)]
+        if (
+            fonts[0] == fonts[-1]
+            and levels[0] == levels[-1]
+            and (fonts == fonts[0]).all()
+            and (levels == levels[0]).all()
+        ):
+            bounds = [0, len(text)]  # one run: the common case
+        else:
+            change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
+            bounds = [0, *change.tolist(), len(text)]
         cp_list = cps.tolist()
         gids, clusters, positions, run_of, run_levels, run_fonts = [], [], [], [], [], []
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
@@ -182,12 +195,14 @@ class ShapedRenderer(Renderer):
         between grapheme clusters of scripts written without spaces, never before closing punctuation."""
         before, after = cps[:-1], cps[1:]
         ok = (before == 32) & (after != 32)
-        ok |= before == _TSHEG
-        no_space = chartables.no_space_script()
-        between = (no_space[before] | no_space[after]) & (after != 32) & ~chartables.no_break_before()[after]
-        if between.any():
-            between &= np.isin(np.arange(1, len(cps)), self._cluster_bounds(text))
-            ok |= between
+        if _TIBETAN.search(text):
+            ok |= before == _TSHEG
+        if chartables.NO_SPACE_PATTERN.search(text):
+            no_space = chartables.no_space_script()
+            between = (
+                (no_space[before] | no_space[after]) & (after != 32) & ~chartables.no_break_before()[after]
+            )
+            ok |= between & np.isin(np.arange(1, len(cps)), self._cluster_bounds(text))
         return np.append(np.flatnonzero(ok) + 1, len(cps))
 
     @staticmethod
@@ -277,7 +292,7 @@ class ShapedRenderer(Renderer):
             shaped.font[order], shaped.gid[order], left % 64 * self.atlas.subpixel // 64
         )
         lift = (shaped.y_offset[order] + 32) // 64
-        x = left // 64
+        x = left // 64 + _MARGIN
         # Keep each line's ink inside its patch row: shift the baseline, or shrink a stack too tall for it.
         inked = glyphs.sizes > 0
         top = np.minimum.reduceat(np.where(inked, glyphs.tops - lift, 1 << 30), line_starts)
@@ -287,13 +302,16 @@ class ShapedRenderer(Renderer):
         baseline += np.maximum(0, rows * patch - (baseline + top))
         baseline -= np.maximum(0, baseline + bottom - (rows + 1) * patch)
         too_tall = (bottom - top > patch) & (bottom > top)
+        if not too_tall.any():
+            self.atlas.composite(glyphs, x, baseline[line_of] - lift, darkness)
+            return
         normal = ~too_tall[line_of]
         self.atlas.composite(glyphs.select(normal), x[normal], (baseline[line_of] - lift)[normal], darkness)
         for row in np.flatnonzero(too_tall):
             mine = line_of == row
-            line = np.zeros((int(bottom[row] - top[row]), width))
+            line = np.zeros((int(bottom[row] - top[row]), darkness.shape[1]))
             self.atlas.composite(glyphs.select(mine), x[mine], -int(top[row]) - lift[mine], line)
-            self._paste_scaled(line, int(row), base_level, darkness)
+            self._paste_scaled(line[:, _MARGIN:-_MARGIN], int(row), base_level, darkness)
 
     def _paste_scaled(self, line: np.ndarray, row: int, base_level: int, darkness: np.ndarray) -> None:
         patch, width = self.patch_size, self.image_size[1]
@@ -302,7 +320,7 @@ class ShapedRenderer(Renderer):
         small = np.asarray(
             image.resize((max(1, round(width * scale)), patch), Image.Resampling.BOX), np.float32
         )
-        x0 = width - small.shape[1] if base_level % 2 else 0
+        x0 = _MARGIN + (width - small.shape[1] if base_level % 2 else 0)
         darkness[row * patch : (row + 1) * patch, x0 : x0 + small.shape[1]] += small
 
     @functools.cached_property

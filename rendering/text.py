@@ -34,8 +34,6 @@ _MAYBE_RTL = regex.compile(
     "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff"
     "\u200f\u202a-\u202e\u2066-\u2069]"
 )
-_NO_SPACE_SCRIPTS = regex.compile(r"[\p{Thai}\p{Lao}\p{Khmer}\p{Myanmar}\p{Han}\p{Hiragana}\p{Katakana}]")
-_NO_BREAK_BEFORE = frozenset(["Pe", "Pf", "Po"])  # closing brackets and quotes, commas, full stops
 _STRONG_LTR_OR_NUMBER = regex.compile(
     r"[\p{Bidi_Class=L}\p{Bidi_Class=EN}\p{Bidi_Class=AN}\p{Bidi_Class=LRE}"
     r"\p{Bidi_Class=LRO}\p{Bidi_Class=LRI}\p{Bidi_Class=FSI}]"
@@ -91,19 +89,6 @@ def bidi_levels(text: str) -> tuple[int, list[int]]:
         else:
             levels.append(next(resolved))
     return base, levels
-
-
-def may_break(before: str, after: str) -> bool:
-    """Whether a line may break between two adjacent grapheme clusters (a UAX #14-style subset).
-
-    After a space; after a Tibetan tsheg; between clusters of scripts written without spaces (Thai, Lao,
-    Khmer, Myanmar, Chinese, Japanese); never before a space or closing punctuation.
-    """
-    if before == " " or before.endswith("\u0f0b"):
-        return True
-    if after == " " or unicodedata.category(after[0]) in _NO_BREAK_BEFORE:
-        return False
-    return _NO_SPACE_SCRIPTS.match(before) is not None or _NO_SPACE_SCRIPTS.match(after) is not None
 
 
 def reorder_runs(levels: list[int]) -> list[int]:
