@@ -297,10 +297,12 @@ class ShapedRenderer(Renderer):
         inked = glyphs.sizes > 0
         top = np.minimum.reduceat(np.where(inked, glyphs.tops - lift, 1 << 30), line_starts)
         bottom = np.maximum.reduceat(np.where(inked, glyphs.bottoms - lift, -(1 << 30)), line_starts)
-        rows = np.arange(len(lines))
-        baseline = rows * patch + self.config["baseline"]
-        baseline += np.maximum(0, rows * patch - (baseline + top))
-        baseline -= np.maximum(0, baseline + bottom - (rows + 1) * patch)
+        baselines = []
+        for row, (ink_top, ink_bottom) in enumerate(zip(top.tolist(), bottom.tolist(), strict=True)):
+            baseline = row * patch + self.config["baseline"]
+            baseline += max(0, row * patch - (baseline + ink_top))
+            baselines.append(baseline - max(0, baseline + ink_bottom - (row + 1) * patch))
+        baseline = np.asarray(baselines)
         too_tall = (bottom - top > patch) & (bottom > top)
         if not too_tall.any():
             self.atlas.composite(glyphs, x, baseline[line_of] - lift, darkness)

@@ -64,13 +64,21 @@ class UnifontRenderer(Renderer):
         cfg = self.config
         if cfg.get("font_size", 16) != CELL:
             raise InputError(f"unifont renderer option font_size={cfg['font_size']!r}: only 16 is supported")
-        height, width = self.image_size
-        if not (isinstance(height, int) and isinstance(width, int) and height > 0 and width > CELL):
+        size = cfg.get("image_size", DEFAULTS["image_size"])
+        pair = (
+            [size, size] if isinstance(size, int) else list(size) if isinstance(size, (list, tuple)) else []
+        )
+        if not (
+            len(pair) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            and pair[0] > 0
+            and pair[1] > CELL
+        ):
             raise InputError(
-                f"unifont renderer option image_size={cfg.get('image_size')!r}: "
-                f"expected a width above {CELL} px and a positive height"
+                f"unifont renderer option image_size={size!r}: "
+                f"expected an integer or [height, width], with a width above {CELL} px"
             )
-        self._height, self._width = height, width
+        self._height, self._width = pair
         self._patch = _int_option(cfg, "patch_size", 1)
         self._text_value = _int_option(cfg, "text_brightness", 0, 255)
         self._background = np.uint8(_int_option(cfg, "background_brightness", 0, 255))
@@ -79,7 +87,9 @@ class UnifontRenderer(Renderer):
         self._min_width = _int_option(cfg, "min_width", 0, CELL)
         max_chars = cfg.get("max_chars", DEFAULTS["max_chars"])
         self._max_chars = _int_option(cfg, "max_chars", 0) if max_chars is not None else 0
-        self._lower = bool(cfg.get("lower", DEFAULTS["lower"]))
+        self._lower = cfg.get("lower", DEFAULTS["lower"])
+        if not isinstance(self._lower, bool):
+            raise InputError(f"unifont renderer option lower={self._lower!r}: expected true or false")
 
     def render_with_report(self, text: str) -> Rendering:
         if not isinstance(text, str):
