@@ -107,8 +107,8 @@ def rasterise_pixel_font(path: Path, first: int = BMP_END) -> dict[int, np.ndarr
     Unifont's OTF draws each pixel as a square on the 16 px grid, so FreeType's monochrome
     rasteriser at 16 px without hinting reproduces the hex bitmap. Combining marks have zero advance
     and are moved left of the origin by the converter; they are moved back by the smallest multiple
-    of 8 px that puts them inside the cell (right for 96% of plane 0's combining marks; the rest
-    may differ from the hex glyph by their cell position).
+    of 8 px that puts them inside the cell. Done to plane 0's OTF, this gives the hex file's trimmed
+    glyph for 96% of its combining marks; the rest sit elsewhere in their cell than in the hex file.
     """
     import freetype
 
