@@ -1,0 +1,226 @@
+"""The XM3600 layout, shared by Crossmodal-3600 and Emoji-36, and its loader.
+
+    <dir>/captions.jsonl   one JSON object per line:
+        {"image/key": "<key>", "<lang>": {"caption": [...], "caption/tokenized": [...]}, ...}
+        other top-level fields whose values are not objects (e.g. "split", "emoji") are metadata.
+    <dir>/images/<key>.jpg (or .jpeg, .png)
+    <dir>/dataset.json     optional: {"name": ...}; without it the dataset is called "xm3600".
+
+Nothing bad is dropped silently: a line that is not valid JSON, a missing key, a duplicate key, a
+missing image, an empty caption list or a requested language that no line has becomes an `Issue`
+naming the line or key. The rest of the data stays usable; callers decide (e.g. `--strict`) whether
+issues are fatal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pixglot.errors import FileFormatError, InputError
+
+CAPTIONS_FILE = "captions.jsonl"
+IMAGES_DIR = "images"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+PROTOCOLS = ("all", "first")
+DEFAULT_NAME = "xm3600"
+
+
+@dataclass(frozen=True)
+class Issue:
+    kind: str  # bad_line, bad_key, duplicate_key, missing_image, bad_image, bad_captions, empty_captions,
+    # unknown_language
+    where: str  # "captions.jsonl:17" or "image 'abc'" or "language 'xx'"
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+@dataclass
+class CaptionDataset:
+    root: Path
+    name: str
+    keys: list[str]  # usable images (file present), in file order
+    image_paths: list[Path]
+    captions: dict[str, dict[int, list[str]]]  # language -> image index -> its captions (never empty)
+    languages: list[str]  # the selected languages, each present in the data
+    available_languages: list[str]  # every language code found in the file
+    issues: list[Issue] = field(default_factory=list)
+    split: str | None = None
+
+    def pairs(
+        self, language: str, protocol: str = "all", images: Collection[int] | None = None
+    ) -> tuple[list[str], list[int]]:
+        """Captions of `language` and the image index of each; only the first per image for "first".
+
+        `images` restricts to those image indices (e.g. the ones that could be decoded).
+        """
+        if protocol not in PROTOCOLS:
+            raise InputError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        texts, owners = [], []
+        for index, captions in self.captions[language].items():
+            if images is not None and index not in images:
+                continue
+            chosen = captions[:1] if protocol == "first" else captions
+            texts.extend(chosen)
+            owners.extend([index] * len(chosen))
+        return texts, owners
+
+    def issues_of(self, kinds: Iterable[str]) -> list[Issue]:
+        kinds = set(kinds)
+        return [i for i in self.issues if i.kind in kinds]
+
+
+def _dataset_name(root: Path) -> str:
+    meta = root / "dataset.json"
+    if not meta.is_file():
+        return DEFAULT_NAME
+    try:
+        name = json.loads(meta.read_text(encoding="utf-8")).get("name")
+    except (ValueError, AttributeError) as err:
+        raise FileFormatError(meta, f"not a JSON object with a 'name' ({err})") from err
+    if not isinstance(name, str) or not name:
+        raise FileFormatError(meta, "'name' must be a non-empty string")
+    return name
+
+
+def _valid_key(key: object) -> bool:
+    # The key names a file under images/, so it may not reach outside that directory.
+    return (
+        isinstance(key, str) and bool(key) and "/" not in key and "\\" not in key and not key.startswith(".")
+    )
+
+
+def load(
+    directory: str | Path, languages: Sequence[str] | None = None, split: str | None = None
+) -> CaptionDataset:
+    """Read `<directory>/captions.jsonl` and find each image; see the module docstring for the format.
+
+    `languages`: codes to keep (default: every code present). `split`: keep only lines whose
+    "split" field equals it (Emoji-36 has "train"/"test").
+    """
+    root = Path(directory)
+    path = root / CAPTIONS_FILE
+    if not path.is_file():
+        raise FileFormatError(path, "missing; download the dataset first (pixglot data xm3600 download DIR)")
+    images_dir = root / IMAGES_DIR
+    image_files = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
+    where = path.name
+
+    issues: list[Issue] = []
+    keys: list[str] = []
+    image_paths: list[Path] = []
+    captions: dict[str, dict[int, list[str]]] = {}
+    seen: set[str] = set()
+    splits_seen = False
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as err:
+                issues.append(
+                    Issue("bad_line", f"{where}:{lineno}", f"not a valid JSON line (truncated?): {err}")
+                )
+                continue
+            if not isinstance(record, dict):
+                issues.append(Issue("bad_line", f"{where}:{lineno}", "not a JSON object"))
+                continue
+            key = record.get("image/key")
+            if not _valid_key(key):
+                issues.append(
+                    Issue("bad_key", f"{where}:{lineno}", f"missing or unusable 'image/key': {key!r}")
+                )
+                continue
+            if "split" in record:
+                splits_seen = True
+            if split is not None and record.get("split") != split:
+                continue
+            if key in seen:
+                issues.append(
+                    Issue("duplicate_key", f"{where}:{lineno}", f"image {key!r} already listed; line ignored")
+                )
+                continue
+            seen.add(key)
+            filename = next((key + s for s in IMAGE_SUFFIXES if key + s in image_files), None)
+            if filename is None:
+                issues.append(
+                    Issue(
+                        "missing_image",
+                        f"{where}:{lineno}",
+                        f"image {key!r}: no {IMAGES_DIR}/{key}.jpg or .png; image left out",
+                    )
+                )
+                continue
+            index = len(keys)
+            keys.append(key)
+            image_paths.append(images_dir / filename)
+            for lang, block in record.items():
+                if lang == "image/key" or not isinstance(block, dict):
+                    continue
+                texts = block.get("caption")
+                if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+                    issues.append(
+                        Issue(
+                            "bad_captions",
+                            f"{where}:{lineno}",
+                            f"image {key!r}, language {lang!r}: 'caption' is not a list of strings",
+                        )
+                    )
+                    continue
+                usable = [t for t in texts if t.strip()]
+                if len(usable) < len(texts):
+                    issues.append(
+                        Issue(
+                            "empty_captions",
+                            f"{where}:{lineno}",
+                            f"image {key!r}, language {lang!r}: {len(texts) - len(usable)} empty "
+                            "caption(s) left out",
+                        )
+                    )
+                if not usable:
+                    issues.append(
+                        Issue(
+                            "empty_captions",
+                            f"{where}:{lineno}",
+                            f"image {key!r}, language {lang!r}: no captions; image left out of this language",
+                        )
+                    )
+                    captions.setdefault(lang, {})
+                    continue
+                captions.setdefault(lang, {})[index] = usable
+
+    if split is not None and not splits_seen:
+        raise InputError(f"{path}: no line has a 'split' field, so --split {split!r} selects nothing")
+    available = sorted(captions)
+    if languages is None:
+        selected = [lang for lang in available if captions[lang]]
+    else:
+        selected = []
+        for lang in dict.fromkeys(languages):
+            if lang in captions and captions[lang]:
+                selected.append(lang)
+            else:
+                issues.append(
+                    Issue(
+                        "unknown_language",
+                        f"language {lang!r}",
+                        f"not in {path.name} (present: {', '.join(available) or 'none'}); skipped",
+                    )
+                )
+    name = _dataset_name(root)
+    return CaptionDataset(
+        root=root,
+        name=f"{name}/{split}" if split else name,
+        keys=keys,
+        image_paths=image_paths,
+        captions=captions,
+        languages=selected,
+        available_languages=available,
+        issues=issues,
+        split=split,
+    )

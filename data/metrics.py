@@ -1,0 +1,221 @@
+"""Image<->text retrieval Recall@k, computed the way big_vision's image_text_retrieval evaluator does.
+
+Protocol "all" (big_vision): similarity = image_emb @ text_emb.T in float32.
+- text->image: for each caption, all images are ranked; a hit at k when the caption's own image is
+  among the first k. Denominator: captions.
+- image->text: for each image, all captions are ranked; a hit at k when at least one of the image's
+  own captions is among the first k. Denominator: images (an image without captions is a miss).
+Protocol "first" (CLIP_benchmark's XM3600 setup): only the first caption of each image is kept (the
+first in `text_image` order), then the same computation.
+
+Tie rule (pessimistic, deterministic): a competitor whose score equals the correct item's score
+ranks before it. big_vision breaks ties by numpy's unstable argsort, i.e. in an arbitrary but
+valid order, so its result lies between ours and the optimistic one (ties ranked after the correct
+item), which is returned too ("optimistic"), so the spread that ties cause is visible. Identical
+embedding vectors (e.g. the same caption text under two images) tie exactly: duplicates are
+merged before scoring so floating-point noise cannot separate them.
+
+The similarity matrix is computed in row chunks, so memory stays bounded (about `max_cells` float32
+values at a time) whatever the number of images and captions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pixglot.errors import InputError
+
+PROTOCOLS = ("all", "first")
+PROTOCOL_DESCRIPTIONS = {
+    "all": "all (big_vision image_text_retrieval): every caption counts; image→text is a hit when any "
+    "caption of the image is in the top k (over images); text→image ranks all images for each caption "
+    "(over captions)",
+    "first": "first (CLIP_benchmark): only the first caption of each image; otherwise as 'all'",
+}
+TIE_RULE = "pessimistic"
+TIE_RULE_DESCRIPTION = (
+    "pessimistic: a competitor scoring exactly the same as the correct item ranks before it; the "
+    "optimistic figures (ties ranked after) bound the result from above, and big_vision's arbitrary tie "
+    "order lies between"
+)
+DIRECTIONS = ("image_to_text", "text_to_image")
+DEFAULT_KS = (1, 5, 10)
+_MAX_CELLS = 1 << 22  # 4M similarities per chunk: 16 MiB of float32, ~50 MiB with the masks
+
+
+def _as_embeddings(name: str, array: np.ndarray) -> np.ndarray:
+    array = np.asarray(array)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise InputError(f"{name} must be a non-empty 2-D array (N x dim), got shape {array.shape}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{name} must hold floats, got {array.dtype}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def _validate(
+    image_emb, text_emb, text_image, ks
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:  # noqa: ANN001
+    image_emb = _as_embeddings("image_emb", image_emb)
+    text_emb = _as_embeddings("text_emb", text_emb)
+    if image_emb.shape[1] != text_emb.shape[1]:
+        raise InputError(f"image_emb has dimension {image_emb.shape[1]} but text_emb {text_emb.shape[1]}")
+    text_image = np.asarray(text_image)
+    if text_image.shape != (text_emb.shape[0],):
+        raise InputError(
+            f"text_image must have one entry per text ({text_emb.shape[0]}), got shape {text_image.shape}"
+        )
+    if not np.issubdtype(text_image.dtype, np.integer):
+        raise InputError(f"text_image must hold integer image indices, got {text_image.dtype}")
+    if text_image.min() < 0 or text_image.max() >= image_emb.shape[0]:
+        raise InputError(
+            f"text_image values must lie in [0, {image_emb.shape[0]}), "
+            f"got {text_image.min()}..{text_image.max()}"
+        )
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise InputError(f"ks must be positive integers, got {ks}")
+    return image_emb, text_emb, text_image.astype(np.int64), ks
+
+
+@dataclass
+class _Columns:
+    """The distinct vectors of one side, so that identical vectors tie exactly."""
+
+    vectors: np.ndarray  # unique rows
+    of_row: np.ndarray  # the unique row of each input row
+    repeated: np.ndarray  # unique rows that stand for several input rows
+    extra: np.ndarray  # how many more input rows each of those stands for
+
+
+def _columns(rows: np.ndarray) -> _Columns:
+    unique, inverse, counts = np.unique(rows, axis=0, return_inverse=True, return_counts=True)
+    repeated = np.flatnonzero(counts > 1)
+    return _Columns(unique, inverse.reshape(-1), repeated, (counts[repeated] - 1).astype(np.int64))
+
+
+def _count(scores: np.ndarray, threshold: np.ndarray, columns: _Columns, strict: bool) -> np.ndarray:
+    """Per row: how many input vectors score >= (or > when strict) the row's threshold."""
+    compare = np.greater if strict else np.greater_equal
+    n = np.count_nonzero(compare(scores, threshold[:, None]), axis=1).astype(np.int64)
+    if columns.repeated.size:
+        n += compare(scores[:, columns.repeated], threshold[:, None]).astype(np.int64) @ columns.extra
+    return n
+
+
+def _chunks(n_rows: int, n_cols: int, max_cells: int):  # noqa: ANN202
+    step = max(1, max_cells // max(1, n_cols))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(n_rows, start + step))
+
+
+def text_to_image_ranks(
+    image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, max_cells: int = _MAX_CELLS
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of each caption's own image: (pessimistic, optimistic)."""
+    images = _columns(image_emb)
+    own = images.of_row[text_image]
+    pessimistic = np.empty(len(text_emb), dtype=np.int64)
+    optimistic = np.empty(len(text_emb), dtype=np.int64)
+    for rows in _chunks(len(text_emb), len(images.vectors), max_cells):
+        scores = text_emb[rows] @ images.vectors.T
+        target = scores[np.arange(scores.shape[0]), own[rows]]
+        # The caption's own image is among the ">=" ones, so one is subtracted.
+        pessimistic[rows] = _count(scores, target, images, strict=False) - 1
+        optimistic[rows] = _count(scores, target, images, strict=True)
+    return pessimistic, optimistic
+
+
+def image_to_text_ranks(
+    image_emb: np.ndarray, text_emb: np.ndarray, text_image: np.ndarray, max_cells: int = _MAX_CELLS
+) -> tuple[np.ndarray, np.ndarray]:
+    """0-based rank of each image's best own caption: (pessimistic, optimistic); -1 if it has no caption."""
+    texts = _columns(text_emb)
+    order = np.argsort(text_image, kind="stable")
+    owners, owned = text_image[order], texts.of_row[order]
+    pessimistic = np.full(len(image_emb), -1, dtype=np.int64)
+    optimistic = np.full(len(image_emb), -1, dtype=np.int64)
+    for rows in _chunks(len(image_emb), len(texts.vectors), max_cells):
+        lo, hi = np.searchsorted(owners, [rows.start, rows.stop])
+        if lo == hi:
+            continue
+        local = owners[lo:hi] - rows.start  # chunk row of each owned caption
+        scores = image_emb[rows] @ texts.vectors.T
+        own_scores = scores[local, owned[lo:hi]]
+        best = np.full(scores.shape[0], -np.inf, dtype=np.float32)
+        np.maximum.at(best, local, own_scores)
+        has_text = np.isfinite(best)
+        # Captions scoring >= the best own one, minus the image's own captions among them.
+        own_at_least = np.bincount(local, weights=own_scores >= best[local], minlength=scores.shape[0])
+        chunk_pessimistic = _count(scores, best, texts, strict=False) - np.rint(own_at_least).astype(np.int64)
+        pessimistic[rows] = np.where(has_text, chunk_pessimistic, -1)
+        optimistic[rows] = np.where(has_text, _count(scores, best, texts, strict=True), -1)
+    return pessimistic, optimistic
+
+
+def _recalls(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
+    hit = ranks >= 0
+    return {f"recall@{k}": float(np.mean(hit & (ranks < k))) for k in ks}
+
+
+def select_protocol(text_image: np.ndarray, protocol: str) -> np.ndarray:
+    """Indices of the texts that the protocol scores: all, or the first of each image."""
+    if protocol not in PROTOCOLS:
+        raise InputError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "all":
+        return np.arange(len(text_image))
+    _, first = np.unique(text_image, return_index=True)
+    return np.sort(first)
+
+
+def retrieval_metrics(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    text_image: Sequence[int] | np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    protocol: str = "all",
+    max_cells: int = _MAX_CELLS,
+) -> dict:
+    """Recall@k both ways for images (N x d), texts (M x d) and the image index of each text (M).
+
+    Returns {"protocol", "tie_rule", "n_images", "n_texts", "images_without_text",
+    "image_to_text": {"recall@k": ...}, "text_to_image": {...}, "optimistic": {direction: {...}}}.
+    """
+    image_emb, text_emb, text_image, ks = _validate(image_emb, text_emb, text_image, ks)
+    keep = select_protocol(text_image, protocol)
+    text_emb, text_image = text_emb[keep], text_image[keep]
+    i2t = image_to_text_ranks(image_emb, text_emb, text_image, max_cells)
+    t2i = text_to_image_ranks(image_emb, text_emb, text_image, max_cells)
+    return {
+        "protocol": protocol,
+        "tie_rule": TIE_RULE,
+        "n_images": int(len(image_emb)),
+        "n_texts": int(len(text_emb)),
+        "images_without_text": int(np.sum(i2t[0] < 0)),
+        "image_to_text": _recalls(i2t[0], ks),
+        "text_to_image": _recalls(t2i[0], ks),
+        "optimistic": {"image_to_text": _recalls(i2t[1], ks), "text_to_image": _recalls(t2i[1], ks)},
+    }
+
+
+def mean_over_languages(per_language: dict[str, dict]) -> dict:
+    """The unweighted mean of each Recall@k over languages (each language counts once)."""
+    if not per_language:
+        return {}
+    results = list(per_language.values())
+    mean: dict = {}
+    for direction in DIRECTIONS:
+        names = results[0][direction].keys()
+        mean[direction] = {n: float(np.mean([r[direction][n] for r in results])) for n in names}
+    mean["optimistic"] = {
+        direction: {
+            n: float(np.mean([r["optimistic"][direction][n] for r in results])) for n in mean[direction]
+        }
+        for direction in DIRECTIONS
+    }
+    return mean

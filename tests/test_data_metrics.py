@@ -1,0 +1,173 @@
+"""Retrieval metrics on hand-computed cases, and against a direct argsort transcription of the protocol.
+
+With one-hot image embeddings (the identity matrix), text_emb[j][i] IS the similarity of caption j
+to image i, so each case below writes its similarity table directly.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data.metrics import mean_over_languages, retrieval_metrics
+from pixglot.cli import main
+from pixglot.errors import InputError
+
+
+def _case(similarities: list[list[float]], text_image: list[int], **kwargs) -> dict:
+    """similarities[caption][image]."""
+    sims = np.array(similarities, dtype=np.float32)
+    return retrieval_metrics(np.eye(sims.shape[1], dtype=np.float32), sims, text_image, **kwargs)
+
+
+def test_perfect_ranking_scores_one_everywhere():
+    m = _case([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 1, 2])
+    assert m["image_to_text"] == {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0}
+    assert m["text_to_image"] == {"recall@1": 1.0, "recall@5": 1.0, "recall@10": 1.0}
+    assert (m["protocol"], m["tie_rule"], m["n_images"], m["n_texts"]) == ("all", "pessimistic", 3, 3)
+
+
+def test_reversed_ranking_puts_every_match_last():
+    # Caption j scores (i - j) mod 4 with image i: its own image scores 0, the lowest.
+    sims = [[(i - j) % 4 for i in range(4)] for j in range(4)]
+    m = _case(sims, [0, 1, 2, 3], ks=(1, 3, 4))
+    for direction in ("image_to_text", "text_to_image"):
+        assert m[direction] == {"recall@1": 0.0, "recall@3": 0.0, "recall@4": 1.0}
+
+
+def test_ties_count_against_and_optimistic_bound_is_reported():
+    # Caption 0 ties between images 0 and 1; caption 1 is clear.
+    m = _case([[0.5, 0.5, 0.1], [0.0, 0.9, 0.2]], [0, 1], ks=(1, 2))
+    assert m["text_to_image"] == {"recall@1": 0.5, "recall@2": 1.0}
+    assert m["optimistic"]["text_to_image"] == {"recall@1": 1.0, "recall@2": 1.0}
+    # Image 1 ranks caption 1 (0.9) first; image 0 ranks caption 0 (0.5) above caption 1 (0.0).
+    # Image 2 has no caption: a miss over 3 images.
+    assert m["image_to_text"]["recall@1"] == pytest.approx(2 / 3)
+    assert m["images_without_text"] == 1
+
+
+def test_identical_captions_of_different_images_tie():
+    # The same text under two images gives the same vector, so each image scores both captions alike.
+    m = _case([[0.8, 0.1], [0.8, 0.1]], [0, 1], ks=(1,))
+    assert m["image_to_text"]["recall@1"] == 0.0
+    assert m["optimistic"]["image_to_text"]["recall@1"] == 1.0
+    assert m["text_to_image"]["recall@1"] == 0.5  # both captions find image 0 first
+
+
+def test_several_captions_per_image():
+    # Images 0, 1; captions 0, 1 belong to image 0, captions 2, 3 to image 1.
+    sims = [
+        [0.2, 0.9],  # caption 0 prefers image 1: text->image miss at 1
+        [0.7, 0.1],  # caption 1 finds image 0
+        [0.3, 0.4],  # caption 2 finds image 1
+        [0.6, 0.5],  # caption 3 prefers image 0: miss at 1
+    ]
+    m = _case(sims, [0, 0, 1, 1], ks=(1, 2, 3))
+    assert m["text_to_image"] == {"recall@1": 0.5, "recall@2": 1.0, "recall@3": 1.0}
+    # Image 0 ranks captions 1 (0.7), 3 (0.6), 2 (0.3), 0 (0.2): its caption 1 is first.
+    # Image 1 ranks captions 0 (0.9), 3 (0.5), 2 (0.4), 1 (0.1): its best, caption 3, is second.
+    assert m["image_to_text"] == {"recall@1": 0.5, "recall@2": 1.0, "recall@3": 1.0}
+
+
+def test_protocol_first_keeps_the_first_caption_of_each_image():
+    sims = [
+        [0.2, 0.9],  # image 0's first caption: a miss
+        [0.7, 0.1],  # image 0's second caption: a hit
+        [0.3, 0.4],  # image 1's first caption: a hit
+        [0.6, 0.5],
+    ]
+    first = _case(sims, [0, 0, 1, 1], ks=(1,), protocol="first")
+    assert first["n_texts"] == 2 and first["protocol"] == "first"
+    assert first["text_to_image"]["recall@1"] == 0.5
+    # Image 0 sees captions 0 (own, 0.2) and 2 (0.3); image 1 sees 0 (0.9) and 2 (own, 0.4): both miss,
+    # where with all captions image 0 finds its caption 1 first.
+    assert first["image_to_text"]["recall@1"] == 0.0
+    assert _case(sims, [0, 0, 1, 1], ks=(1,))["image_to_text"]["recall@1"] == 0.5
+    # "First" is by position in the list, not by image order.
+    shuffled = _case([sims[2], sims[0], sims[1], sims[3]], [1, 0, 0, 1], ks=(1,), protocol="first")
+    assert shuffled["text_to_image"] == first["text_to_image"]
+
+
+def test_a_language_with_fewer_images_uses_its_own_denominators():
+    en = _case([[1, 0, 0], [0, 1, 0], [0, 0, 1]], [0, 1, 2], ks=(1,))
+    mi = retrieval_metrics(
+        np.eye(2, dtype=np.float32), np.array([[0.1, 0.9], [0.8, 0.2]], np.float32), [0, 1], ks=(1,)
+    )
+    assert mi["n_images"] == 2 and mi["text_to_image"]["recall@1"] == 0.0
+    mean = mean_over_languages({"en": en, "mi": mi})
+    assert mean["text_to_image"]["recall@1"] == 0.5  # each language counts once, whatever its size
+
+
+def _argsort_reference(image_emb, text_emb, text_image, ks):
+    """The protocol as a direct transcription: rank everything by descending similarity."""
+    sims = image_emb @ text_emb.T
+    text_image = np.asarray(text_image)
+    by_text = np.argsort(-sims, axis=0)
+    t2i = {k: float(np.mean((by_text[:k] == text_image[None]).any(axis=0))) for k in ks}
+    by_image = np.argsort(-sims, axis=1)
+    own = text_image[by_image] == np.arange(len(sims))[:, None]
+    i2t = {k: float(np.mean(own[:, :k].any(axis=1))) for k in ks}
+    return i2t, t2i
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_matches_argsort_reference_and_chunking_changes_nothing(seed):
+    rng = np.random.default_rng(seed)
+    n_images, dim = 40, 8
+    text_image = rng.integers(0, n_images, size=90)
+    image_emb = rng.normal(size=(n_images, dim)).astype(np.float32)
+    text_emb = (image_emb[text_image] + rng.normal(scale=1.5, size=(90, dim))).astype(np.float32)
+    ks = (1, 5, 10)
+    whole = retrieval_metrics(image_emb, text_emb, text_image, ks=ks)
+    chunked = retrieval_metrics(image_emb, text_emb, text_image, ks=ks, max_cells=7)
+    assert whole == chunked
+    i2t, t2i = _argsort_reference(image_emb, text_emb, text_image, ks)
+    assert whole["image_to_text"] == {f"recall@{k}": i2t[k] for k in ks}
+    assert whole["text_to_image"] == {f"recall@{k}": t2i[k] for k in ks}
+
+
+def test_with_many_ties_the_argsort_result_lies_between_the_bounds():
+    rng = np.random.default_rng(7)
+    text_image = rng.integers(0, 25, size=60)
+    image_emb = np.round(rng.normal(size=(25, 3))).astype(np.float32)
+    text_emb = np.round(rng.normal(size=(60, 3))).astype(np.float32)
+    m = retrieval_metrics(image_emb, text_emb, text_image)
+    i2t, t2i = _argsort_reference(image_emb, text_emb, text_image, (1, 5, 10))
+    for direction, ref in (("image_to_text", i2t), ("text_to_image", t2i)):
+        for k in (1, 5, 10):
+            assert m[direction][f"recall@{k}"] <= ref[k] <= m["optimistic"][direction][f"recall@{k}"]
+    assert m["image_to_text"] != m["optimistic"]["image_to_text"]  # the ties really matter here
+
+
+@pytest.mark.parametrize(
+    ("image_emb", "text_emb", "text_image", "message"),
+    [
+        (np.eye(2), np.eye(3), [0, 1], "dimension"),
+        (np.eye(2), np.eye(2), [0, 2], "text_image values"),
+        (np.eye(2), np.eye(2), [0], "one entry per text"),
+        (np.eye(2), np.array([[np.nan, 0], [0, 1]]), [0, 1], "NaN"),
+        (np.zeros((0, 2)), np.eye(2), [0, 1], "non-empty"),
+    ],
+)
+def test_bad_arrays_are_rejected_with_a_clear_message(image_emb, text_emb, text_image, message):
+    with pytest.raises(InputError, match=message):
+        retrieval_metrics(image_emb, text_emb, text_image)
+
+
+def test_cli_embeddings_prints_the_metrics_as_json(tmp_path, capsys):
+    path = tmp_path / "emb.npz"
+    sims = np.array([[0.2, 0.9], [0.7, 0.1], [0.3, 0.4], [0.6, 0.5]], np.float32)
+    np.savez(path, image_emb=np.eye(2, dtype=np.float32), text_emb=sims, text_image=np.array([0, 0, 1, 1]))
+    assert main(["eval", "embeddings", str(path), "--protocol", "first"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(_case(sims.tolist(), [0, 0, 1, 1], protocol="first")))
+    assert printed["protocol"] == "first" and printed["text_to_image"]["recall@1"] == 0.5
+
+
+def test_cli_embeddings_names_a_missing_array(tmp_path, capsys):
+    path = tmp_path / "bad.npz"
+    np.savez(path, image_emb=np.eye(2))
+    assert main(["eval", "embeddings", str(path)]) == 2
+    assert "text_emb" in capsys.readouterr().err
