@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,18 @@ _HANGUL = regex.compile(r"\p{Hangul}")
 
 class FontStackError(PixglotError):
     pass
+
+
+class _Memo(dict):
+    """A dict that computes a missing value once, then keeps it."""
+
+    def __init__(self, compute):
+        super().__init__()
+        self._compute = compute
+
+    def __missing__(self, key):
+        value = self[key] = self._compute(key)
+        return value
 
 
 @dataclass
@@ -154,24 +167,42 @@ class FontStack:
         found = np.minimum(np.searchsorted(cmap, cps), len(cmap) - 1)
         return (cmap[found] == cps) | IGNORABLE[cps]
 
-    def assign(self, cps: np.ndarray, language: str | None) -> tuple[np.ndarray, np.ndarray]:
-        """The font index that draws each code point, and a mask of those no font in the stack has.
+    def assign(self, text: str, cps: np.ndarray, language: str | None) -> tuple[list[int], list[int]]:
+        """The font index that draws each code point, and the offsets of those no font in the stack has.
 
         Spaces, digits, punctuation and marks take the font of the text before them (after them at the
         start) when it has them, so that a run keeps its shaping context (Arabic joining, Indic reordering).
         """
-        strong = self._strong_font[cps]
-        picked = strong[strong != INHERIT]
-        if len(picked) and picked.min() == picked.max() and picked[0] != NO_FONT:
-            # One font for all the text: the common case, decided in a few array operations.
-            font = int(picked[0])
-            if self._presentation_is_plain(cps, font, language) and self.covers(font, cps).all():
-                return np.full(len(cps), font, np.int64), np.zeros(len(cps), bool)
-        return self._assign_mixed(cps, language)
+        # The common case, one font for all the text, is decided from the distinct characters alone.
+        strong, cover = zip(*map(self._char_fonts.__getitem__, set(text)), strict=True)
+        picked = set(strong) - {INHERIT}
+        if len(picked) == 1:
+            font = picked.pop()
+            if (
+                font != NO_FONT
+                and self._presentation_is_plain(text, font, language)
+                and functools.reduce(operator.and_, cover) >> font & 1
+            ):
+                return [font] * len(cps), []
+        fonts, missing = self._assign_mixed(cps, language)
+        return fonts.tolist(), np.flatnonzero(missing).tolist()
 
-    def _presentation_is_plain(self, cps: np.ndarray, font: int, language: str | None) -> bool:
+    @functools.cached_property
+    def _char_fonts(self) -> dict[str, tuple[int, int]]:
+        """Per character, filled as met: its `_strong_font`, and a bit mask of the fonts that cover it."""
+        every_font = (1 << len(self.fonts)) - 1
+
+        def learn(c: str) -> tuple[int, int]:
+            cp = ord(c)
+            if IGNORABLE[cp]:
+                return int(self._strong_font[cp]), every_font
+            return int(self._strong_font[cp]), sum(1 << i for i, f in enumerate(self.fonts) if cp in f.cmap)
+
+        return _Memo(learn)
+
+    def _presentation_is_plain(self, text: str, font: int, language: str | None) -> bool:
         """No emoji presentation asked for, and no CJK face other than `font` wanted."""
-        if self.emoji is not None and font != self.emoji and (cps == 0xFE0F).any():
+        if self.emoji is not None and font != self.emoji and "\ufe0f" in text:
             return False
         return font not in self._cjk or self._preferred_cjk(language) == font
 

@@ -16,11 +16,13 @@ from rendering.fontstack import FontStack, default_stack
 _LOAD_FLAGS = freetype.FT_LOAD_NO_HINTING | freetype.FT_LOAD_RENDER
 _IDENTITY = freetype.Matrix(0x10000, 0, 0, 0x10000)
 _EMPTY = (np.zeros((0, 0), np.uint8), 0, 0)
+NO_INK = 1 << 30
 
 
 @dataclass
 class GlyphSet:
-    """Glyphs chosen for drawing: atlas slots with their ink extents (rows relative to the baseline)."""
+    """Glyphs chosen for drawing: atlas slots with their ink extents (rows relative to the baseline;
+    NO_INK and -NO_INK for a glyph without ink)."""
 
     slots: np.ndarray
     sizes: np.ndarray
@@ -66,33 +68,36 @@ class GlyphAtlas:
         return font
 
     def lookup(self, fonts: np.ndarray, gids: np.ndarray, phases: np.ndarray) -> GlyphSet:
-        slots = self._slots
         keys = ((fonts << 24) | (gids << 3) | phases).tolist()
-        found = np.fromiter((slots.get(k, -1) for k in keys), np.int64, len(keys))
-        if (found < 0).any():
-            found = np.fromiter((self._slot(k) for k in keys), np.int64, len(keys))
+        try:
+            found = np.fromiter(map(self._slots.__getitem__, keys), np.int64, len(keys))
+        except KeyError:  # a glyph not rasterised yet
+            found = np.fromiter(map(self._slot, keys), np.int64, len(keys))
         _, size, top, bottom = self._tables()
         return GlyphSet(found, size[found], top[found], bottom[found])
 
-    def composite(self, glyphs: GlyphSet, x: np.ndarray, y: np.ndarray, buffer: np.ndarray) -> None:
-        """Add the glyphs' ink to a float64 darkness buffer `stride` wide, glyph i's origin at (x[i], y[i]).
+    def composite(self, glyphs: GlyphSet, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+        """A float64 darkness buffer of `shape` (`stride` wide) holding the glyphs' ink, glyph i's origin
+        at (x[i], y[i]).
 
         The caller keeps the ink inside the buffer's rows and leaves room at the sides; pixels that
         would still fall outside the buffer are dropped.
         """
+        size = shape[0] * shape[1]
         sizes = glyphs.sizes
-        total = int(sizes.sum())
+        ends = sizes.cumsum()
+        total = int(ends[-1]) if len(ends) else 0
         if not total:
-            return
+            return np.zeros(shape)
         start = self._tables()[0][glyphs.slots]
-        index = np.arange(total) + np.repeat(start - (np.cumsum(sizes) - sizes), sizes)
-        flat = self._offsets[index] + np.repeat(y * self.stride + x, sizes)
+        index = np.arange(total) + (start - (ends - sizes)).repeat(sizes)
+        flat = self._offsets[index] + (y * self.stride + x).repeat(sizes)
         values = self._values[index]
-        if flat.min() < 0 or flat.max() >= buffer.size:
-            keep = (flat >= 0) & (flat < buffer.size)
+        if flat.min() < 0 or flat.max() >= size:
+            keep = (flat >= 0) & (flat < size)
             flat, values = flat[keep], values[keep]
-        # float64 on both sides keeps ufunc.at on numpy's fast path.
-        np.add.at(buffer.reshape(-1), flat, values)
+        # Ink adds up where glyphs overlap (marks on their base, a kerned pair).
+        return np.bincount(flat, values, size).reshape(shape)
 
     def _tables(self) -> tuple[np.ndarray, ...]:
         if self._arrays is None:
@@ -124,8 +129,9 @@ class GlyphAtlas:
         self._values[span] = darkness[rows, cols]
         self._start.append(self._used)
         self._size.append(n)
-        self._top.append(int(rows.min()) - top if n else 0)
-        self._bottom.append(int(rows.max()) + 1 - top if n else 0)
+        # A glyph without ink reaches nowhere: it never sets a line's ink extent.
+        self._top.append(int(rows.min()) - top if n else NO_INK)
+        self._bottom.append(int(rows.max()) + 1 - top if n else -NO_INK)
         self._used += n
         self._arrays = None
         return len(self._size) - 1

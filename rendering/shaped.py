@@ -53,6 +53,7 @@ class _Shaped:
     font: np.ndarray
     run: np.ndarray  # run index of each glyph
     run_levels: list[int]
+    text_length: int  # code points
 
 
 @dataclass
@@ -115,12 +116,11 @@ class ShapedRenderer(Renderer):
         image = np.full((*self.image_size, 3), self.config["background_brightness"], np.uint8)
         if layout.lines:
             # Only the rows that hold text are composited; the rest stays background.
-            height, width = len(layout.lines) * self.patch_size, self.image_size[1]
-            darkness = np.zeros((height, width + 2 * _MARGIN))
-            self._draw(layout, darkness)
-            gray = self._shades[np.minimum(darkness[:, _MARGIN:-_MARGIN], 255).astype(np.uint8)]
+            darkness = self._draw(layout)[:, _MARGIN:-_MARGIN]
+            # Darkness is never negative, so clipping the table index is capping it at 255.
+            gray = self._shades.take(darkness.astype(np.int32), mode="clip")
             for channel in range(3):  # three plain copies are far quicker than one broadcast
-                image[:height, :, channel] = gray
+                image[: len(gray), :, channel] = gray
         return Rendering(image, layout.report)
 
     def _cut(self, text: str, report: RenderReport) -> str:
@@ -139,16 +139,10 @@ class ShapedRenderer(Renderer):
         stack = self.atlas.stack
         if language is None and _CJK.search(text):
             language = stack.guess_language(text)
-        fonts, missing = stack.assign(cps, language)
-        report.missing = [text[i] for i in np.flatnonzero(missing)]
+        fonts, missing = stack.assign(text, cps, language)
+        report.missing = [text[i] for i in missing]
         base_level, levels = bidi_levels(text)
-        levels = np.asarray(levels, np.int64)
-        if (
-            fonts[0] == fonts[-1]
-            and levels[0] == levels[-1]
-            and (fonts == fonts[0]).all()
-            and (levels == levels[0]).all()
-        ):
+        if fonts.count(fonts[0]) == len(fonts) and levels.count(levels[0]) == len(levels):
             bounds = [0, len(text)]  # one run: the common case
         else:
             change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
@@ -156,7 +150,7 @@ class ShapedRenderer(Renderer):
         cp_list = cps.tolist()
         gids, clusters, positions, run_of, run_levels, run_fonts = [], [], [], [], [], []
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            level, font = int(levels[start]), int(fonts[start])
+            level, font = levels[start], fonts[start]
             buf = hb.Buffer()
             buf.add_codepoints(cp_list, start, end - start)  # the whole text is context for joining
             buf.direction = "rtl" if level % 2 else "ltr"
@@ -175,16 +169,17 @@ class ShapedRenderer(Renderer):
         xy = np.fromiter(itertools.chain.from_iterable(positions), np.int64, 4 * len(positions)).reshape(
             -1, 4
         )
-        runs = np.repeat(np.arange(len(run_of)), run_of)
+        runs = np.arange(len(run_of)).repeat(run_of)
         shaped = _Shaped(
-            gid=np.asarray(gids, np.int64),
-            cluster=np.asarray(clusters, np.int64),
+            gid=np.array(gids, np.int64),
+            cluster=np.array(clusters, np.int64),
             advance=xy[:, 2],
             x_offset=xy[:, 0],
             y_offset=xy[:, 1],
-            font=np.asarray(run_fonts, np.int64)[runs],
+            font=np.array(run_fonts)[runs],
             run=runs,
             run_levels=run_levels,
+            text_length=len(text),
         )
         return shaped, base_level
 
@@ -215,6 +210,8 @@ class ShapedRenderer(Renderer):
         """Greedy: a line takes the most words that fit; a word wider than the canvas breaks inside."""
         height, width = self.image_size
         limit = width * 64
+        if height >= self.patch_size and shaped.advance.min() >= 0 and shaped.advance.sum() <= limit:
+            return [(0, len(cps))]  # all of it fits the first line (the pen only moves right)
         pen = np.zeros(len(cps) + 1, np.int64)  # pen[i]: x before code point i, 26.6
         np.add.at(pen, shaped.cluster + 1, shaped.advance)
         pen = np.cumsum(pen)
@@ -249,12 +246,16 @@ class ShapedRenderer(Renderer):
 
     def _visual_order(self, lines: list[tuple[int, int]], shaped: _Shaped) -> tuple[np.ndarray, np.ndarray]:
         """Indices of the drawn glyphs in visual order, line after line, and the line of each."""
-        starts = np.asarray([start for start, _ in lines])
-        line_ends = np.asarray([end for _, end in lines])
-        line_of = np.searchsorted(starts, shaped.cluster, side="right") - 1
-        idx = np.flatnonzero(shaped.cluster < line_ends[line_of])
+        if len(lines) == 1 and lines[0] == (0, shaped.text_length):
+            idx, line_of = np.arange(len(shaped.gid)), np.zeros(len(shaped.gid), np.int64)
+        else:
+            starts = np.asarray([start for start, _ in lines])
+            line_ends = np.asarray([end for _, end in lines])
+            line_of = np.searchsorted(starts, shaped.cluster, side="right") - 1
+            idx = np.flatnonzero(shaped.cluster < line_ends[line_of])
         levels = set(shaped.run_levels)
-        if levels == {0}:
+        if levels == {0} or (len(lines) == 1 and len(shaped.run_levels) == 1):
+            # HarfBuzz gives each run in visual order, and left-to-right runs follow one another.
             return idx, line_of[idx]
         if levels == {1}:
             # Right to left throughout: runs in reverse order on each line, HarfBuzz's order inside a run.
@@ -273,20 +274,22 @@ class ShapedRenderer(Renderer):
         idx = np.concatenate(order)
         return idx, line_of[idx]
 
-    def _draw(self, layout: Layout, darkness: np.ndarray) -> None:
+    def _draw(self, layout: Layout) -> np.ndarray:
+        """Darkness (0 = background) of the rows that hold text, `_MARGIN` wider than the canvas each side."""
         _, width = self.image_size
         patch = self.patch_size
         lines, shaped, base_level = layout.lines, layout.shaped, layout.base_level
         order, line_of = layout.order, layout.line_of
+        shape = (len(lines) * patch, width + 2 * _MARGIN)
         if not len(order):
-            return
+            return np.zeros(shape)
         advance = shaped.advance[order]
-        pen = np.cumsum(advance) - advance
+        pen = advance.cumsum() - advance
         line_starts = np.searchsorted(line_of, np.arange(len(lines)))
-        line_widths = np.add.reduceat(advance, line_starts) if len(advance) else advance
-        pen -= pen[line_starts][line_of]
+        if len(lines) > 1:
+            pen -= pen[line_starts][line_of]
         if base_level % 2:  # right-aligned, as right-to-left readers expect
-            pen += (width * 64 - line_widths)[line_of]
+            pen += (width * 64 - np.add.reduceat(advance, line_starts))[line_of]
         left = pen + shaped.x_offset[order]
         glyphs = self.atlas.lookup(
             shaped.font[order], shaped.gid[order], left % 64 * self.atlas.subpixel // 64
@@ -294,26 +297,25 @@ class ShapedRenderer(Renderer):
         lift = (shaped.y_offset[order] + 32) // 64
         x = left // 64 + _MARGIN
         # Keep each line's ink inside its patch row: shift the baseline, or shrink a stack too tall for it.
-        inked = glyphs.sizes > 0
-        top = np.minimum.reduceat(np.where(inked, glyphs.tops - lift, 1 << 30), line_starts)
-        bottom = np.maximum.reduceat(np.where(inked, glyphs.bottoms - lift, -(1 << 30)), line_starts)
-        baselines = []
-        for row, (ink_top, ink_bottom) in enumerate(zip(top.tolist(), bottom.tolist(), strict=True)):
+        top = np.minimum.reduceat(glyphs.tops - lift, line_starts).tolist()
+        bottom = np.maximum.reduceat(glyphs.bottoms - lift, line_starts).tolist()
+        baselines, too_tall = [], []
+        for row, (ink_top, ink_bottom) in enumerate(zip(top, bottom, strict=True)):
             baseline = row * patch + self.config["baseline"]
             baseline += max(0, row * patch - (baseline + ink_top))
             baselines.append(baseline - max(0, baseline + ink_bottom - (row + 1) * patch))
-        baseline = np.asarray(baselines)
-        too_tall = (bottom - top > patch) & (bottom > top)
-        if not too_tall.any():
-            self.atlas.composite(glyphs, x, baseline[line_of] - lift, darkness)
-            return
-        normal = ~too_tall[line_of]
-        self.atlas.composite(glyphs.select(normal), x[normal], (baseline[line_of] - lift)[normal], darkness)
-        for row in np.flatnonzero(too_tall):
+            too_tall.append(ink_bottom - ink_top > patch and ink_bottom > ink_top)
+        y = np.array(baselines)[line_of] - lift
+        if not any(too_tall):
+            return self.atlas.composite(glyphs, x, y, shape)
+        normal = ~np.take(too_tall, line_of)
+        darkness = self.atlas.composite(glyphs.select(normal), x[normal], y[normal], shape)
+        for row in np.flatnonzero(too_tall).tolist():
             mine = line_of == row
-            line = np.zeros((int(bottom[row] - top[row]), darkness.shape[1]))
-            self.atlas.composite(glyphs.select(mine), x[mine], -int(top[row]) - lift[mine], line)
-            self._paste_scaled(line[:, _MARGIN:-_MARGIN], int(row), base_level, darkness)
+            line_shape = (bottom[row] - top[row], shape[1])
+            line = self.atlas.composite(glyphs.select(mine), x[mine], -top[row] - lift[mine], line_shape)
+            self._paste_scaled(line[:, _MARGIN:-_MARGIN], row, base_level, darkness)
+        return darkness
 
     def _paste_scaled(self, line: np.ndarray, row: int, base_level: int, darkness: np.ndarray) -> None:
         patch, width = self.patch_size, self.image_size[1]

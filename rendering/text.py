@@ -26,6 +26,8 @@ from bidi.algorithm import (
 
 _SPACES = regex.compile(r"\s+")
 _UNASSIGNED = regex.compile(r"\p{Cn}")
+# LRI, RLI, FSI, PDI -> LRE, RLE, LRE, PDF (same length, so levels still line up with the text).
+_ISOLATES_AS_EMBEDDINGS = str.maketrans("\u2066\u2067\u2068\u2069", "\u202a\u202b\u202a\u202c")
 _CONTROLS = regex.compile(r"[\p{Cc}\p{Cs}]")
 _GRAPHEME = regex.compile(r"\X")
 # Blocks whose characters can be right-to-left, and the explicit RTL controls; text without any of
@@ -72,7 +74,9 @@ def bidi_levels(text: str) -> tuple[int, list[int]]:
     storage["base_level"] = base
     storage["base_dir"] = "LR"[base]
     # Unassigned code points have no bidi class, which the algorithm rejects; they are neutral here.
-    get_embedding_levels(_UNASSIGNED.sub("\ufffd", text), storage)
+    # It knows embeddings but not isolates (Unicode 6.3): an isolate is resolved as an embedding.
+    prepared = _UNASSIGNED.sub("\ufffd", text).translate(_ISOLATES_AS_EMBEDDINGS)
+    get_embedding_levels(prepared, storage)
     for step in (
         explicit_embed_and_overrides,
         resolve_weak_types,
@@ -83,7 +87,7 @@ def bidi_levels(text: str) -> tuple[int, list[int]]:
     resolved = iter(ch["level"] for ch in storage["chars"])
     # The algorithm drops explicit embedding controls (rule X9); they take the level of what precedes them.
     levels: list[int] = []
-    for c in text:
+    for c in prepared:
         if unicodedata.bidirectional(c) in X9_REMOVED:
             levels.append(levels[-1] if levels else base)
         else:

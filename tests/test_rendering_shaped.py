@@ -274,3 +274,9 @@ def test_custom_canvas_and_brightness():
     image = small.render("hello")
     assert image.shape == (64, 64, 3)
     assert image.max() == 127 and image.min() < 60
+
+
+def test_bidi_isolates_do_not_break_layout(renderer):
+    layout = renderer.layout("\u2067isolate\u2069 مرحبا")
+    assert layout.report.lines == 1
+    assert not layout.report.missing
