@@ -25,7 +25,6 @@ system-packages:
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
@@ -38,11 +37,15 @@ test: setup
 lint: venv
 	$(PY) -m ruff check .
 
+# Builds Emoji-36 if missing, indexes it with the shipped model, then serves the page on localhost.
 demo: setup
-	$(VENV)/bin/pixglot render "Pixglot: кошка 猫 قطة बिल्ली gato" -o out/demo.png --report
+	$(VENV)/bin/pixglot demo
 
 bench: setup
 	$(PY) bench/bench_render.py
+	$(PY) bench/bench_encode.py
+	$(PY) bench/bench_index.py
+	$(PY) bench/bench_ui.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -7,6 +7,7 @@ Tables:
 - `collections`: one per indexed collection, tied to one model (name + weights fingerprint).
 - `images`: one row per indexed file. Its `id` is also the vector id in the Parquet shards and in
   the FAISS index, so ids are never reused (AUTOINCREMENT on SQLite, a sequence on PostgreSQL).
+- `deleted_images`: a log of deleted image ids, for bringing a FAISS index up to date.
 - `shards`: the Parquet vector shards a collection's rows were committed with, per model. A shard
   file on disk that has no row here was written by a run that died before its commit: an orphan.
 - `index_failures`: files an indexing run could not read, with the reason.
@@ -68,6 +69,9 @@ collections = Table(
     Column("model", Text, nullable=False),
     Column("model_fingerprint", String(64), nullable=False),
     Column("dim", Integer, nullable=False),
+    # Bumped by every transaction that adds or deletes images: a search process compares it with
+    # the generation its FAISS index reflects to know whether the index is current.
+    Column("generation", BigInteger, nullable=False, default=0),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -106,6 +110,17 @@ shards = Table(
     Column("rows", Integer, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("collection_id", "model_fingerprint", "name"),
+)
+
+# The deletion log: ids of deleted images, in order, so that an index built before the deletions
+# can drop them without a rebuild. Entries an index has absorbed are trimmed at its next rebuild.
+deleted_images = Table(
+    "deleted_images",
+    metadata,
+    Column("seq", _ROW_ID, primary_key=True),
+    Column("collection_id", ForeignKey("collections.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("image_id", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 index_failures = Table(
@@ -206,7 +221,7 @@ def connect(url: str | None = None) -> Engine:
 def _open(url: str) -> Engine:
     try:
         engine = create_engine(url)
-    except Exception as err::  # bad URLs and missing drivers raise many types
+    except Exception as err:  # bad URLs and missing drivers raise many types
         raise PixglotError(f"cannot use database {safe_url(url)}: {err}") from err
     if engine.dialect.name == "sqlite":
         _enable_sqlite_pragmas(engine)

@@ -1,0 +1,1 @@
+"""The page's tabs, one module each, drawn by its `render(settings)`."""

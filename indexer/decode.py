@@ -1,0 +1,201 @@
+"""Reading image files in worker processes: content hash, header metadata, pixels for the model.
+
+This module is what indexing workers import, so it stays light: Pillow and numpy, no torch, no
+database. Every function returns a result or a one-line reason; none raises on a bad file.
+
+Pillow's decompression-bomb guard stays on: a file over twice `Image.MAX_IMAGE_PIXELS` is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from indexer.exif import ImageMetadata, read_metadata
+
+HASH_CHUNK = 1 << 20
+# A file this large is not a photo we can index on a laptop-class machine; refuse it by size
+# before reading it. Pixel-count bombs are caught by Pillow's guard.
+MAX_FILE_BYTES = 512 << 20
+
+_ORIENTATION = 0x0112
+# EXIF orientation -> the transpose that shows the picture upright.
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True)
+class Inspection:
+    path: str
+    content_hash: str
+    size: int
+    mtime_ns: int
+    width: int
+    height: int
+    taken_at: datetime | None
+    camera: str | None
+    gps_lat: float | None
+    gps_lon: float | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+    size: int | None = None
+    mtime_ns: int | None = None
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Decoded:
+    path: str
+    image: Image.Image
+    seconds: float
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=32).hexdigest()
+
+
+def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
+    with open(path, "rb") as f:
+        stat = os.fstat(f.fileno())
+        if stat.st_size > max_bytes:
+            raise _TooLarge(f"file is {stat.st_size / 2**20:.0f} MiB, over the {max_bytes >> 20} MiB limit")
+        return f.read(), stat
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _open(data: bytes) -> Image.Image:
+    with warnings.catch_warnings():
+        # Between MAX_IMAGE_PIXELS and twice that Pillow only warns (large panoramas are real
+        # photos); beyond it DecompressionBombError is raised and the file is refused.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(io.BytesIO(data))
+
+
+def failure_reason(err: BaseException) -> str:
+    if isinstance(err, UnidentifiedImageError):
+        return "not a readable image (unknown or corrupt format)"
+    if isinstance(err, Image.DecompressionBombError):
+        return f"image too large to decode safely ({err})"
+    if isinstance(err, _TooLarge):
+        return str(err)
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror.lower()
+    text = str(err) or type(err).__name__
+    return f"cannot decode image: {text}"
+
+
+def inspect_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> Inspection | Failure:
+    """Hash the file's bytes and read its header (size, orientation, EXIF) without decoding pixels."""
+    start = time.perf_counter()
+    size = mtime_ns = None
+    try:
+        data, stat = _read(path, max_bytes)
+        size, mtime_ns = stat.st_size, stat.st_mtime_ns
+        digest = content_hash(data)
+        with _open(data) as img:
+            width, height = img.size
+            meta = _safe_metadata(img)
+            if meta.orientation in (5, 6, 7, 8):
+                width, height = height, width
+    except Exception as err:  # a bad file is reported, never fatal
+        return Failure(path, failure_reason(err), size, mtime_ns, time.perf_counter() - start)
+    return Inspection(
+        path,
+        digest,
+        size,
+        mtime_ns,
+        width,
+        height,
+        meta.taken_at,
+        meta.camera,
+        meta.gps_lat,
+        meta.gps_lon,
+        time.perf_counter() - start,
+    )
+
+
+def _safe_metadata(img: Image.Image) -> ImageMetadata:
+    try:
+        return read_metadata(img.getexif())
+    except Exception:  # malformed EXIF loses the metadata, not the image
+        return ImageMetadata()
+
+
+def load_for_model(
+    src: str | os.PathLike[str] | bytes | Image.Image, image_size: int, max_bytes: int = MAX_FILE_BYTES
+) -> Image.Image:
+    """RGB pixels upright and cut down cheaply to between `image_size` and twice that per side.
+
+    The model's own preprocessing does the final resize; shrinking here (JPEG DCT scaling, then a
+    box filter) keeps decoding fast and the pickled image small. Indexing and image queries both
+    come through here, so an indexed image queried again gets the same vector.
+    Raises the decoder's exception on a bad image (see `decode_file` for the tolerant form).
+    """
+    if isinstance(src, Image.Image):
+        img = src
+        orientation = _safe_metadata(img).orientation
+    else:
+        data = src if isinstance(src, bytes) else _read(os.fspath(src), max_bytes)[0]
+        img = _open(data)
+        orientation = _safe_metadata(img).orientation
+        img.draft("RGB", (image_size, image_size))
+        img.load()
+    img = _to_rgb(img)
+    factor = (max(1, img.width // image_size), max(1, img.height // image_size))
+    if factor != (1, 1):
+        img = img.reduce(factor)
+    if orientation in _UPRIGHT:
+        img = img.transpose(_UPRIGHT[orientation])
+    # A fresh image without the file's EXIF/XMP, so that nothing downstream turns it a second time.
+    upright = img.copy()
+    upright.info = {}
+    return upright
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode.startswith("I") or img.mode == "F":
+        # 16-bit and float greyscale: scale to 8 bits instead of clipping everything to white.
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size else 0.0
+        scale = 255.0 / top if top > 255 else 1.0
+        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8)).convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def decode_file(path: str, image_size: int, max_bytes: int = MAX_FILE_BYTES) -> Decoded | Failure:
+    """`load_for_model` for a worker: a bad file becomes a Failure with its reason."""
+    start = time.perf_counter()
+    try:
+        image = load_for_model(path, image_size, max_bytes)
+    except Exception as err:  # a bad file is reported, never fatal
+        return Failure(path, failure_reason(err), seconds=time.perf_counter() - start)
+    return Decoded(path, image, time.perf_counter() - start)

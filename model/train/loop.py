@@ -1,0 +1,506 @@
+"""The training loop: contrastive training of one ViT tower on image/text (and text/text) pairs.
+
+    result = train(config, out="runs/demo")          # config: a resolved dict (model.train.config)
+    encoder = model.encoder.load(result.out)          # the output directory is a model directory
+
+Texts are rendered and trimmed exactly as `Encoder.encode_texts` does at inference (the patch rows
+that hold text, at least one) and a batch's texts are embedded in groups of equal height, so no
+text ever reads padding it would not read at inference. The held-out evaluation runs through
+`Encoder` itself.
+
+Output directory: model.safetensors + config.json (with a `training` section: the resolved config
+and provenance), train_log.jsonl (one JSON object per line: step, loss, lr, temperature, ...;
+evaluations under "eval"), checkpoints/step-NNNNNNN.pt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from data.atomic import write_atomic
+from data.metrics import mean_over_languages, retrieval_metrics
+from data.runs import code_revision
+from model.encoder import (
+    CONFIG_FILE,
+    MODEL_FILE,
+    Encoder,
+    complete_config,
+    load,
+    model_dir,
+    read_shipped_config,
+    save,
+)
+from model.train import checkpoint as ckpt
+from model.train import config as train_config
+from model.train import data as train_data
+from model.train.losses import ContrastiveLoss
+from model.train.schedule import scheduler
+from model.vit import ViT, VitConfig
+from model.workers import available_cores
+from pixglot.errors import InputError, PixglotError
+
+LOG_FILE = "train_log.jsonl"
+_NO_DECAY = ("pos_embedding", "probe", "cls")
+_EVAL_KS = (1, 5, 10)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps: int
+    seconds: float
+    held_out: dict | None  # mean Recall@k over languages of the final evaluation
+
+
+# ---------------------------------------------------------------- the model
+
+
+def _merge_renderer(base: dict, override: dict) -> dict:
+    """A renderer of another style starts from scratch; the same style is updated key by key. The
+    canvas follows the architecture unless the override names it."""
+    merged = (
+        dict(override)
+        if override.get("style", base.get("style")) != base.get("style")
+        else {**base, **override}
+    )
+    for key in ("image_size", "patch_size"):
+        if key not in override:
+            merged.pop(key, None)
+    return merged
+
+
+def build_model(config: dict, name: str) -> tuple[ViT, dict]:
+    """The network to train and its model config (architecture, preprocessing, renderer, ...)."""
+    m = config["model"]
+    if m["init_from"]:
+        encoder = load(model_dir(m["init_from"]), device="cpu")
+        base = {k: v for k, v in encoder.config.items() if k != "training"}
+        wanted = VitConfig.from_dict({**base["architecture"], **m["architecture"]}).to_dict()
+        changed = sorted(k for k, v in wanted.items() if base["architecture"].get(k) != v)
+        if changed:
+            raise InputError(
+                f"model.architecture: {', '.join(changed)} cannot differ from the weights of "
+                f"init_from ({m['init_from']})"
+            )
+        net = encoder.net
+        provenance = {
+            "init": "from_model",
+            "init_from": str(model_dir(m["init_from"])),
+            "init_fingerprint": encoder.fingerprint,
+            "init_name": encoder.name,
+        }
+    else:
+        base = read_shipped_config(m["base"]) if m["base"] else {}
+        net = None
+        provenance = {"init": "random", "seed": config["seed"], **({"base": m["base"]} if m["base"] else {})}
+    model_config = {
+        # The base's name, description and provenance describe the base, not the trained model.
+        **{k: v for k, v in base.items() if k not in ("format_version", "name", "description", "provenance")},
+        "name": name,
+        "architecture": {**base.get("architecture", {}), **m["architecture"]},
+        "renderer": _merge_renderer(base.get("renderer", {}), m["renderer"]),
+        "preprocessing": {**base.get("preprocessing", {}), **m["preprocessing"]},
+        "text_trim": m["text_trim"],
+    }
+    if config["description"]:
+        model_config["description"] = config["description"]
+    try:
+        model_config = complete_config(model_config)
+    except InputError as err:
+        raise InputError(f"model: {err}") from None
+    if net is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config["seed"])
+            net = ViT(model_config["architecture"])
+    model_config["provenance"] = provenance
+    return net.train(), model_config
+
+
+def _param_groups(net: ViT, loss: ContrastiveLoss, weight_decay: float) -> list[dict]:
+    decay, no_decay = [], []
+    for name, p in [*net.named_parameters(), *loss.named_parameters()]:
+        if not p.requires_grad:
+            continue
+        is_matrix = p.ndim >= 2 and not any(part in name.split(".") for part in _NO_DECAY)
+        (decay if is_matrix else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(params: list[dict], config: dict) -> torch.optim.Optimizer:
+    o = config["optimizer"]
+    if o["name"] == "adafactor":
+        return torch.optim.Adafactor(params, lr=o["lr"])
+    return torch.optim.AdamW(params, lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"])
+
+
+# ---------------------------------------------------------------- one batch
+
+
+class BatchRunner:
+    """Moves a worker's batch to the device and computes its loss."""
+
+    def __init__(
+        self, net: ViT, loss: ContrastiveLoss, model_config: dict, device: torch.device, precision: str
+    ):
+        self.net, self.loss, self.device = net, loss, device
+        self.low, self.high = (float(v) for v in model_config["preprocessing"]["value_range"])
+        self.patch = net.config.patch_size
+        bf16 = precision == "bf16"
+        self.autocast = (
+            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+        )
+
+    def pixels(self, uint8: Tensor | np.ndarray) -> Tensor:
+        x = torch.as_tensor(uint8).to(self.device, non_blocking=True)
+        x = self.low + (self.high - self.low) * (x.to(torch.float32) / 255)
+        return x.permute(0, 3, 1, 2)
+
+    def embed_texts(self, texts: list) -> Tensor:
+        """Texts of different heights, embedded in groups of equal height, returned in input order."""
+        groups: dict[int, list[int]] = {}
+        for i, text in enumerate(texts):
+            groups.setdefault(int(text.shape[0]), []).append(i)
+        parts, order = [], []
+        for height, members in sorted(groups.items()):
+            x = self.pixels(torch.stack([torch.as_tensor(texts[i]) for i in members]))
+            with self.autocast():
+                parts.append(self.net(x, rows=height // self.patch))
+            order += members
+        z = torch.cat(parts)
+        return z[torch.argsort(torch.as_tensor(order, device=z.device))]
+
+    def __call__(self, batch: dict) -> Tensor:
+        with self.autocast():
+            left = self.net(self.pixels(batch["images"]))
+        left_keys = torch.as_tensor(batch["image_keys"])
+        if len(batch["left_texts"]):
+            left = torch.cat([left, self.embed_texts(batch["left_texts"])])
+            left_keys = torch.cat([left_keys, torch.as_tensor(batch["left_text_keys"])])
+        right = self.embed_texts(batch["right_texts"])
+        return self.loss(left, right, left_keys, torch.as_tensor(batch["right_keys"]), self.net.t)
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(encoder: Encoder, held: train_data.HeldOut, batch_size: int = 64) -> dict:
+    """Recall@1/5/10 both ways per language (each language: the held-out images captioned in it)
+    and their mean over languages."""
+    vectors = encoder.encode_images(held.images, batch_size=batch_size)
+    per_language = {}
+    for language, (texts, owners) in held.captions.items():
+        images = sorted(set(owners))
+        local = {image: i for i, image in enumerate(images)}
+        metrics = retrieval_metrics(
+            vectors[images],
+            encoder.encode_texts(texts, batch_size=batch_size),
+            np.array([local[o] for o in owners]),
+            ks=_EVAL_KS,
+        )
+        per_language[language] = metrics
+    mean = mean_over_languages(per_language)
+    directions = ("text_to_image", "image_to_text")
+    return {
+        "mean": {d: mean[d] for d in directions},
+        "languages": {lang: {d: m[d] for d in directions} for lang, m in per_language.items()},
+        "n_images": len(held.images),
+        "n_texts": held.n_texts,
+    }
+
+
+# ---------------------------------------------------------------- files
+
+
+def _write_json_lines(path: Path, records: list[dict]) -> None:
+    lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    write_atomic(path, lambda tmp: Path(tmp).write_text(lines, encoding="utf-8"))
+
+
+def _read_log(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(json.JSONDecodeError):  # a line cut by a kill is dropped
+            records.append(json.loads(line))
+    return records
+
+
+class Log:
+    """train_log.jsonl: appended line by line, flushed, so a killed run keeps what it logged."""
+
+    def __init__(self, path: Path, on_record: Callable[[dict], None] | None):
+        self.path = path
+        self.on_record = on_record
+
+    def truncate(self, step: int) -> None:
+        """Drop what was logged after `step` (a resumed run logs those steps again)."""
+        _write_json_lines(self.path, [r for r in _read_log(self.path) if r.get("step", 0) <= step])
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        if self.on_record:
+            self.on_record(record)
+
+
+def _output_dir(config: dict, resume: bool) -> tuple[Path, list[tuple[int, Path]]]:
+    if not config["out"]:
+        raise InputError('no output directory: give --out DIR or out = "DIR" in the training config')
+    out = Path(config["out"])
+    found = ckpt.list_checkpoints(out)
+    if not resume and (found or (out / MODEL_FILE).exists() or (out / LOG_FILE).exists()):
+        at = f" (checkpoint at step {found[-1][0]})" if found else ""
+        raise InputError(
+            f"{out} already holds a training run{at}; pass --resume to continue it, or "
+            "choose another output directory"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    return out, found
+
+
+def _device(config: dict) -> tuple[torch.device, str]:
+    run = config["run"]
+    name = run["device"]
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"run.device={name!r}, but PyTorch sees no CUDA device")
+    device = torch.device(name)
+    precision = run["precision"]
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" else "fp32"
+    return device, precision
+
+
+def _data(config: dict) -> tuple[train_data.PairIndex, train_data.PairIndex | None]:
+    d = config["data"]
+    index = train_data.read_index(d["train"], d["languages"])
+    held_index = None
+    if d["eval"]:
+        held_index = train_data.read_index(d["eval"], d["languages"])
+    elif d["eval_fraction"]:
+        index, held_index = index.split_by_key(d["eval_fraction"])
+        if not len(held_index) or not len(index):
+            raise InputError(
+                f"data.eval_fraction={d['eval_fraction']} leaves "
+                f"{'no held-out' if not len(held_index) else 'no training'} image"
+            )
+    return index, held_index
+
+
+def _describe_data(
+    index: train_data.PairIndex, held: train_data.HeldOut | None, held_index: train_data.PairIndex | None
+) -> dict:
+    info = {
+        "fingerprint": index.fingerprint,
+        "shards": [str(p) for p in index.files],
+        "pairs": len(index),
+        "images": index.n_images,
+        "languages": sorted({index.languages[i] for i in np.unique(index.language_id)}),
+    }
+    if held is not None and held_index is not None:
+        info["held_out"] = {
+            "fingerprint": held_index.fingerprint,
+            "images": len(held.images),
+            "texts": held.n_texts,
+            "languages": sorted(held.captions),
+        }
+    return info
+
+
+# ---------------------------------------------------------------- the run
+
+
+def train(config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train as `config` (a resolved training config) says; with `resume`, continue the run in its
+    output directory from its last checkpoint (or start it, if it has none)."""
+    started = time.perf_counter()
+    out, found = _output_dir(config, resume)
+    device, precision = _device(config)
+    run, d, o = config["run"], config["data"], config["optimizer"]
+    torch.set_num_threads(run["threads"] or available_cores())
+    name = config["name"] or out.name
+
+    index, held_index = _data(config)
+    net, model_config = build_model(config, name)
+    net.to(device)
+    net.grad_checkpointing = run["grad_checkpointing"]
+    loss = ContrastiveLoss(
+        config["loss"]["kind"], config["loss"]["bias_init"], config["loss"]["max_temperature"]
+    ).to(device)
+    if config["loss"]["temperature_init"]:
+        with torch.no_grad():
+            net.t.fill_(math.log(config["loss"]["temperature_init"]))
+    optimizer = make_optimizer(_param_groups(net, loss, o["weight_decay"]), config)
+    schedule = scheduler(optimizer, config["schedule"], config["steps"])
+
+    window = d["shuffle_window"]
+    images = train_data.image_source(index, d["cache_images"], d["cache_max_images"], window)
+    spec = train_data.BatchSpec(
+        batch_size=d["batch_size"],
+        text_pairs=d["text_pairs"],
+        seed=config["seed"],
+        image_size=net.config.image_size,
+        preprocessing=model_config["preprocessing"],
+        renderer=model_config["renderer"],
+        text_trim=model_config["text_trim"],
+        window=None if isinstance(images, train_data.CachedImages) else window,
+        captions_per_image=d["captions_per_image"],
+        text_pair_partner=d["text_pair_partner"],
+    )
+    batches = train_data.PairBatches(index, images, spec)
+    held = None
+    if held_index is not None:
+        held_source = train_data.image_source(held_index, d["cache_images"], d["cache_max_images"], window)
+        held = train_data.held_out(held_index, held_source, d["eval_max_images"])
+    data_info = _describe_data(index, held, held_index)
+
+    log = Log(out / LOG_FILE, on_record)
+    step, earlier_seconds = 0, 0.0
+    if found:
+        state = ckpt.load(found[-1][1])
+        changed = [
+            k
+            for k in train_config.differences(state["config"], config)
+            if k not in train_config.RESUMABLE_CHANGES
+        ]
+        if changed:
+            raise InputError(
+                f"{found[-1][1]}: the run was started with other values of {', '.join(changed)}; "
+                "resume with the same config, or start a new run in another directory"
+            )
+        if state["data_fingerprint"] != index.fingerprint:
+            raise InputError(
+                f"{found[-1][1]}: the training shards changed since this run started "
+                "(their fingerprint differs); resuming would not give the same model"
+            )
+        net.load_state_dict(state["model"])
+        loss.load_state_dict(state["loss"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        step, earlier_seconds = state["step"], state["seconds"]
+        log.truncate(step)
+        log.write({"step": step, "event": "resumed", "checkpoint": found[-1][1].name})
+    else:
+        log.truncate(0)
+        log.write(
+            {
+                "step": 0,
+                "event": "started",
+                "pairs": len(index),
+                "images": index.n_images,
+                "batches_per_epoch": batches.batches_per_epoch,
+                "device": str(device),
+                "precision": precision,
+                "parameters": sum(p.numel() for p in net.parameters()),
+            }
+        )
+
+    def state_dict(at: int) -> dict:
+        return {
+            "step": at,
+            "batches_done": at * o["accumulate"],
+            "model": net.state_dict(),
+            "loss": loss.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "rng": ckpt.rng_state(),
+            "config": config,
+            "data_fingerprint": index.fingerprint,
+            "seconds": earlier_seconds + time.perf_counter() - started,
+        }
+
+    def evaluation(at: int) -> dict | None:
+        if held is None:
+            return None
+        metrics = evaluate(Encoder(net, model_config, name=name, device=str(device)), held)
+        net.train()
+        log.write({"step": at, "eval": metrics})
+        return metrics
+
+    runner = BatchRunner(net, loss, model_config, device, precision)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    accumulate = o["accumulate"]
+    stream = iter(
+        train_data.loader(
+            batches,
+            step * accumulate,
+            config["steps"] * accumulate,
+            d["workers"],
+            pin_memory=device.type == "cuda",
+        )
+    )
+    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+    while step < config["steps"]:
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for _ in range(accumulate):
+            batch = next(stream)
+            if batch["error"]:
+                raise PixglotError(f"training data: {batch['error']}")
+            value = runner(batch)
+            (value / accumulate).backward()
+            step_loss += value.item() / accumulate
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        schedule.step()
+        step += 1
+        window_loss += step_loss
+        window_steps += 1
+        if step % run["log_every"] == 0 or step == config["steps"] or step == 1:
+            seconds = time.perf_counter() - window_start
+            record = {
+                "step": step,
+                "epoch": round(step * accumulate / batches.batches_per_epoch, 3),
+                "loss": window_loss / window_steps,
+                "lr": lr,
+                "temperature": net.temperature.item(),
+                "grad_norm": float(grad_norm),
+                "pairs_per_second": window_steps * accumulate * d["batch_size"] / max(seconds, 1e-9),
+            }
+            if loss.bias is not None:
+                record["bias"] = loss.bias.item()
+            log.write(record)
+            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
+        if run["checkpoint_every"] and step % run["checkpoint_every"] == 0 and step < config["steps"]:
+            ckpt.save(out, step, state_dict(step), run["keep_checkpoints"])
+        if run["eval_every"] and step % run["eval_every"] == 0 and step < config["steps"]:
+            evaluation(step)
+    del stream
+
+    final = evaluation(step)
+    ckpt.save(out, step, state_dict(step), run["keep_checkpoints"])
+    seconds = earlier_seconds + time.perf_counter() - started
+    model_config["provenance"] = {
+        **model_config["provenance"],
+        "trained_with": "pixglot train",
+        "code_revision": code_revision(),
+        "data_fingerprint": index.fingerprint,
+        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    model_config["training"] = {
+        "config": config,
+        "data": data_info,
+        "steps": step,
+        "seconds": round(seconds, 1),
+        "device": str(device),
+        "precision": precision,
+        "held_out": final["mean"] if final else None,
+    }
+    save(Encoder(net, model_config, name=name, device=str(device)), out)
+    log.write({"step": step, "event": "finished", "model": str(out / CONFIG_FILE)})
+    return TrainResult(out=out, steps=step, seconds=seconds, held_out=final["mean"] if final else None)

@@ -1,0 +1,354 @@
+"""Indexing runs on SQLite with the real tiny model: incremental reruns, reuse of vectors, pruning,
+bad files, model checks, re-indexing, rebuilding, orphans and serving only indexed files."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import indexer
+import model
+from indexer import Collection, IndexOptions, ModelMismatch, index_paths
+from indexer.samples import SampleExif, write_image, write_images
+from indexer.scan import scan
+from indexer.vector_index import INDEX_JSON
+
+FAST = IndexOptions(progress=False, workers=0, commit_every=8)
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder() -> model.Encoder:
+    return model.create("tiny-test")
+
+
+@pytest.fixture
+def tiny(pixglot_home: Path, tiny_encoder: model.Encoder) -> str:
+    model.save(tiny_encoder, pixglot_home / "models" / "tiny")
+    return "tiny"
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    write_images(folder, 12)
+    write_images(folder / "trip", 6, first_seed=100)
+    return folder
+
+
+def stored_vector(collection: Collection, image_id: int) -> np.ndarray:
+    return collection.read_vectors([image_id])[image_id]
+
+
+def test_first_run_indexes_every_image_and_rerun_skips_unchanged(tiny: str, photos: Path) -> None:
+    first = index_paths([photos], "c", tiny, options=FAST)
+    assert (first.added, first.encoded, first.failed) == (18, 18, 0)
+    again = index_paths([photos], "c", options=FAST)
+    assert (again.unchanged, again.added, again.encoded) == (18, 0, 0)
+    collection = indexer.open_collection("c")
+    assert collection.count() == 18
+    assert collection.vector_index().state.live == 18
+
+
+def test_changed_file_is_reencoded_and_touched_file_is_not(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    edited, touched = photos / "img00001.png", photos / "img00002.jpg"
+    old = collection.image_by_path(edited)
+    write_image(edited, seed=999)
+    stat = touched.stat()
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    report = index_paths([photos], "c", options=FAST)
+    assert (report.updated, report.touched, report.encoded, report.unchanged) == (1, 1, 1, 16)
+    new = collection.image_by_path(edited)
+    assert new.id != old.id and new.content_hash != old.content_hash
+    assert collection.count() == 18
+    hits = collection.search(image=edited, k=1)
+    assert hits[0].image_id == new.id
+
+
+def test_renamed_file_reuses_its_vector(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    before = collection.image_by_path(photos / "img00003.png")
+    os.rename(photos / "img00003.png", photos / "trip" / "renamed.png")
+    report = index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, prune=True))
+    assert (report.added, report.reused, report.encoded, report.pruned) == (1, 1, 0, 1)
+    after = collection.image_by_path(photos / "trip" / "renamed.png")
+    assert after.content_hash == before.content_hash
+    np.testing.assert_array_equal(stored_vector(collection, after.id), stored_vector(collection, before.id))
+    assert collection.image_by_path(photos / "img00003.png") is None
+
+
+def test_duplicate_content_reuses_one_vector_within_and_across_runs(tiny: str, tmp_path: Path) -> None:
+    folder = tmp_path / "dups"
+    write_images(folder, 5)
+    shutil.copy(folder / "img00000.jpg", folder / "same-run-copy.jpg")
+    first = index_paths([folder], "c", tiny, options=FAST)
+    assert (first.added, first.encoded, first.reused) == (6, 5, 1)
+    shutil.copy(folder / "img00001.png", folder / "later-copy.png")
+    second = index_paths([folder], "c", options=FAST)
+    assert (second.added, second.encoded, second.reused) == (1, 0, 1)
+    collection = indexer.open_collection("c")
+    hits = collection.search(image=folder / "img00001.png", k=2)
+    assert {Path(h.path).name for h in hits} == {"img00001.png", "later-copy.png"}
+    assert all(h.score == pytest.approx(1.0, abs=1e-4) for h in hits)
+
+
+def test_prune_drops_vanished_images_only_when_asked(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    gone = collection.image_by_path(photos / "trip" / "img00100.jpg")
+    (photos / "trip" / "img00100.jpg").unlink()
+    kept = index_paths([photos], "c", options=FAST)
+    assert kept.pruned == 0 and collection.count() == 18
+    pruned = index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, prune=True))
+    assert pruned.pruned == 1 and collection.count() == 17
+    assert collection.vector_index().state.live == 17
+    hits = collection.search("anything", k=50)
+    assert gone.id not in {h.image_id for h in hits} and len(hits) == 17
+
+
+def test_prune_is_limited_to_the_folders_given(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    report = index_paths([photos / "trip"], "c", options=IndexOptions(progress=False, workers=0, prune=True))
+    assert report.pruned == 0
+    assert indexer.open_collection("c").count() == 18
+
+
+def test_bad_files_are_listed_and_the_run_goes_on(
+    tiny: str, photos: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    good = photos / "img00000.jpg"
+    (photos / "truncated.jpg").write_bytes(good.read_bytes()[:300])
+    (photos / "not-an-image.png").write_bytes(b"hello, I am text")
+    (photos / "empty.webp").write_bytes(b"")
+    write_image(photos / "huge.png", seed=7, size=(80, 80))
+    # Pillow's decompression-bomb guard refuses over twice MAX_IMAGE_PIXELS: shrink it so that an
+    # 80x80 image counts as a bomb here (workers=0 decodes in this process, so the patch applies).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 3000)
+    report = index_paths([photos], "c", tiny, options=FAST)
+    failed = dict(report.failures)
+    assert set(failed) == {
+        str(photos / n) for n in ("truncated.jpg", "not-an-image.png", "empty.webp", "huge.png")
+    }
+    assert "too large" in failed[str(photos / "huge.png")]
+    assert "not a readable image" in failed[str(photos / "not-an-image.png")]
+    assert report.added == 18
+    collection = indexer.open_collection("c")
+    assert {f.path for f in collection.failures()} == set(failed)
+    # The CLI report lists them too; fixing a file clears its entry on the next run.
+    assert indexer_cli(["index", "--report", "--collection", "c"]) == 0
+    assert "truncated.jpg" in capsys.readouterr().out
+    shutil.copy(good, photos / "truncated.jpg")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
+    index_paths([photos], "c", options=FAST)
+    assert {Path(f.path).name for f in collection.failures()} == {"not-an-image.png", "empty.webp"}
+
+
+def test_file_size_limit_refuses_big_files(tiny: str, photos: Path) -> None:
+    report = index_paths(
+        [photos], "c", tiny, options=IndexOptions(progress=False, workers=0, max_file_bytes=1000)
+    )
+    big = {path for path, reason in report.failures if "limit" in reason}
+    assert big and all(os.path.getsize(p) > 1000 for p in big)
+
+
+def test_worker_processes_give_the_same_vectors_as_in_process(tiny: str, photos: Path) -> None:
+    index_paths([photos], "inline", tiny, options=FAST)
+    report = index_paths(
+        [photos], "pooled", tiny, options=IndexOptions(progress=False, workers=2, commit_every=5)
+    )
+    assert report.encoded == 18
+    inline, pooled = indexer.open_collection("inline"), indexer.open_collection("pooled")
+    for path in sorted(photos.rglob("*.*"))[:4]:
+        a, b = inline.image_by_path(path), pooled.image_by_path(path)
+        np.testing.assert_allclose(stored_vector(inline, a.id), stored_vector(pooled, b.id), atol=1e-5)
+
+
+def test_another_model_is_refused_with_a_clear_error(
+    tiny: str, photos: Path, pixglot_home: Path, tiny_encoder: model.Encoder
+) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    model.save(model.create("tiny-test", seed=1), pixglot_home / "models" / "other")
+    with pytest.raises(ModelMismatch, match="reindex --collection c --model other"):
+        index_paths([photos], "c", "other", options=FAST)
+    with pytest.raises(ModelMismatch):
+        indexer.open_collection("c").search("cat", model="other")
+    # Same weights under another name are the same model.
+    model.save(tiny_encoder, pixglot_home / "models" / "tiny-copy")
+    assert index_paths([photos], "c", "tiny-copy", options=FAST).unchanged == 18
+
+
+def test_reindex_switches_the_model_and_keeps_ids(tiny: str, photos: Path, pixglot_home: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    ids = {Path(h.path).name: h.image_id for h in collection.search("x", k=50)}
+    other = model.create("tiny-test", seed=1)
+    model.save(other, pixglot_home / "models" / "other")
+    old_shards = collection.shard_store().folder
+    report = indexer.reindex("c", "other", options=FAST)
+    assert report.encoded == 18 and report.pruned == 0
+    collection = indexer.open_collection("c")
+    assert collection.fingerprint == other.fingerprint and collection.model == "other"
+    assert not old_shards.exists()
+    hits = collection.search(image=photos / "img00004.jpg", k=1)
+    assert hits[0].image_id == ids["img00004.jpg"] and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    with pytest.raises(ModelMismatch):
+        index_paths([photos], "c", tiny, options=FAST)
+
+
+def test_reindex_drops_images_whose_files_are_gone(tiny: str, photos: Path, pixglot_home: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    (photos / "img00005.png").unlink()
+    model.save(model.create("tiny-test", seed=1), pixglot_home / "models" / "other")
+    report = indexer.reindex("c", "other", options=FAST)
+    assert report.pruned == 1 and report.failed == 1
+    assert indexer.open_collection("c").count() == 17
+
+
+def test_rebuild_from_shards_gives_the_same_results(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    before = [(h.image_id, round(h.score, 5)) for h in collection.search("a red boat", k=10)]
+    for path in collection.folder.glob("index*"):
+        path.unlink()  # a lost index is rebuilt on the next search
+    fresh = indexer.open_collection("c")
+    assert [(h.image_id, round(h.score, 5)) for h in fresh.search("a red boat", k=10)] == before
+    indexer.rebuild("c")
+    rebuilt = indexer.open_collection("c")
+    assert [(h.image_id, round(h.score, 5)) for h in rebuilt.search("a red boat", k=10)] == before
+
+
+def test_orphan_shards_are_ignored_and_collected(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    store = collection.shard_store()
+    # What a run killed between writing a shard and committing its rows leaves behind.
+    orphan = store.write(np.array([10_000, 10_001]), ["a" * 64, "b" * 64], np.ones((2, collection.dim)))
+    (store.folder / "half-written.parquet.1234abcd.tmp").write_bytes(b"partial")
+    assert collection.search("x", k=100)[-1].image_id < 10_000
+    assert len(collection.search("x", k=100)) == 18
+    index_paths([photos], "c", options=FAST)
+    assert not (store.folder / orphan).exists()
+    assert not list(store.folder.glob("*.tmp"))
+
+
+def test_stale_index_catches_up_with_the_database(tiny: str, photos: Path, tmp_path: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    reader = indexer.open_collection("c")
+    assert len(reader.search("x", k=100)) == 18
+    write_images(photos / "new", 3, first_seed=500)
+    (photos / "img00000.jpg").unlink()
+    index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, prune=True))
+    hits = reader.search("x", k=100)  # the reader's index predates both changes
+    assert len(hits) == 20
+    assert str(photos / "img00000.jpg") not in {h.path for h in hits}
+
+
+def test_corrupt_index_json_is_rebuilt(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    (collection.folder / INDEX_JSON).write_text("{not json")
+    assert len(indexer.open_collection("c").search("x", k=100)) == 18
+
+
+def test_metadata_from_exif_is_stored(tiny: str, tmp_path: Path) -> None:
+    folder = tmp_path / "exif"
+    exif = SampleExif(
+        datetime(2019, 7, 14, 10, 20, 30), "Canon", "Canon EOS 5D", (-33.86, 151.2), orientation=6
+    )
+    write_image(folder / "photo.jpg", seed=1, size=(64, 48), exif=exif)
+    write_image(folder / "plain.png", seed=2)
+    index_paths([folder], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    row = collection.image_by_path(folder / "photo.jpg")
+    assert (row.width, row.height) == (48, 64)  # orientation 6: stored upright
+    assert row.taken_at == datetime(2019, 7, 14, 10, 20, 30)
+    assert row.camera == "Canon EOS 5D"
+    assert row.gps_lat == pytest.approx(-33.86, abs=1e-4) and row.gps_lon == pytest.approx(151.2, abs=1e-4)
+    plain = collection.image_by_path(folder / "plain.png")
+    assert (plain.taken_at, plain.camera, plain.gps_lat) == (None, None, None)
+
+
+def test_scan_skips_hidden_excluded_and_non_images(tmp_path: Path) -> None:
+    write_images(tmp_path, 2)
+    write_image(tmp_path / ".hidden.jpg", seed=3)
+    write_image(tmp_path / ".cache" / "a.jpg", seed=4)
+    write_image(tmp_path / "raw" / "b.jpg", seed=5)
+    write_image(tmp_path / "keep" / "c.TIFF", seed=6)
+    write_image(tmp_path / "keep" / "d.bmp", seed=7)
+    (tmp_path / "notes.txt").write_text("not an image")
+    found = {Path(e.path).relative_to(tmp_path).as_posix() for e in scan([str(tmp_path)], exclude=["raw"])}
+    assert found == {"img00000.jpg", "img00001.png", "keep/c.TIFF", "keep/d.bmp"}
+    by_glob = {Path(e.path).name for e in scan([str(tmp_path)], exclude=["*.png", "keep/*.bmp"])}
+    assert by_glob == {"img00000.jpg", "b.jpg", "c.TIFF"}
+
+
+def test_missing_folder_is_an_error_before_anything_is_written(tiny: str, tmp_path: Path) -> None:
+    with pytest.raises(indexer.collection.PixglotError, match="no such file or folder"):
+        index_paths([tmp_path / "nope"], "c", tiny, options=FAST)
+    with pytest.raises(indexer.CollectionNotFound):
+        indexer.open_collection("c")
+
+
+def test_image_path_serves_only_indexed_files(tiny: str, photos: Path, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.jpg"
+    write_image(secret, seed=42)
+    index_paths([photos], "c", tiny, options=FAST)
+    index_paths([secret], "other", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    row = collection.image_by_path(photos / "img00000.jpg")
+    assert collection.image_path(row.id) == photos / "img00000.jpg"
+    assert collection.is_indexed(photos / "trip" / ".." / "img00000.jpg")
+    other_id = indexer.open_collection("other").image_by_path(secret).id
+    assert collection.image_path(other_id) is None  # an id from another collection
+    assert collection.image_path("1; DROP TABLE images") is None
+    assert not collection.is_indexed(photos / ".." / "secret.jpg")
+    assert not collection.is_indexed("/etc/passwd")
+    # A file swapped for another one since indexing is not served.
+    (photos / "img00000.jpg").write_bytes(b"x" * 10)
+    assert collection.image_path(row.id) is None and not collection.is_indexed(photos / "img00000.jpg")
+
+
+def indexer_cli(argv: list[str]) -> int:
+    from pixglot.cli import main
+
+    return main(argv)
+
+
+def test_cli_index_and_its_actions(
+    tiny: str, photos: Path, pixglot_home: Path, capsys: pytest.CaptureFixture
+) -> None:
+    assert indexer_cli(["index", str(photos), "-c", "c", "-m", tiny, "-q", "--workers", "0"]) == 0
+    assert "18 added" in capsys.readouterr().out
+    assert indexer_cli(["index", "list"]) == 0
+    assert capsys.readouterr().out.startswith("c\t18 images\tmodel tiny")
+    assert indexer_cli(["index", "rebuild", "-c", "c"]) == 0
+    assert "index rebuilt, 18 vectors, exact" in capsys.readouterr().out
+    model.save(model.create("tiny-test", seed=1), pixglot_home / "models" / "other")
+    assert indexer_cli(["index", "-c", "c", "-m", "other", "--reindex", "-q", "--workers", "0"]) == 0
+    assert indexer.open_collection("c").model == "other"
+    assert indexer_cli(["index", str(photos), "-c", "c", "-m", tiny, "-q"]) == 2
+    assert "reindex --collection c --model tiny" in capsys.readouterr().err
+    assert indexer_cli(["index", "drop", "-c", "c"]) == 0
+    with pytest.raises(indexer.CollectionNotFound):
+        indexer.open_collection("c")
+    assert not (pixglot_home / "collections" / "c").exists()
+
+
+def test_one_writer_at_a_time_while_searches_go_on(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    writer, other = indexer.open_collection("c"), indexer.open_collection("c")
+    for path in writer.folder.glob("index*"):
+        path.unlink()  # the reader must build its index in memory: the writer holds the lock
+    with writer.writing():
+        with pytest.raises(indexer.collection.locking.CollectionBusy), other.writing(wait=False):
+            pass
+        assert len(other.search("x", k=30)) == 18
+        assert not list(writer.folder.glob("index*"))

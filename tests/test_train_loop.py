@@ -1,0 +1,192 @@
+"""The trainer end to end on a toy task: learning, outputs, losses, co-training, init_from, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from train_toy import toy_config, write_colour_shards
+
+import model
+from model.train import checkpoint as ckpt
+from model.train import train
+from model.train.loop import LOG_FILE
+from pixglot.errors import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_colour_shards(tmp_path_factory.mktemp("colours") / "shards")
+
+
+def log_of(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / LOG_FILE).read_text().splitlines()]
+
+
+def losses(out: Path) -> list[float]:
+    return [r["loss"] for r in log_of(out) if "loss" in r]
+
+
+def weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(out / "model.safetensors")
+
+
+def assert_same_weights(a: Path, b: Path, atol: float = 1e-6) -> None:
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.allclose(wa[key], wb[key], atol=atol, rtol=0), key
+
+
+def test_learns_the_toy_task_and_writes_a_model_directory(shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    config = toy_config(shards, out, steps=80, data={"eval": [str(shards)]}, run={"log_every": 10})
+    result = train(config)
+    curve = losses(out)
+    assert curve[-1] < 0.4 * curve[0], curve
+    assert result.held_out["text_to_image"]["recall@1"] >= 0.75  # 8 colours: chance is 1/8
+
+    encoder = model.load(out)
+    assert encoder.name == "run" and encoder.config["renderer"]["image_size"] == 64
+    texts = encoder.encode_texts(["red", "blue", "rot", "blau"])
+    from train_toy import COLOURS, png
+
+    images = encoder.encode_images([png(COLOURS["red"][0]), png(COLOURS["blue"][0])])
+    scores = texts @ images.T
+    assert (scores.argmax(1) == [0, 1, 0, 1]).all(), scores
+
+    saved = json.loads((out / "config.json").read_text())
+    training = saved["training"]
+    assert training["config"] == config
+    assert training["data"]["fingerprint"] == saved["provenance"]["data_fingerprint"]
+    assert training["data"]["pairs"] == 16 and training["data"]["images"] == 8
+    assert saved["provenance"]["code_revision"]
+    assert training["held_out"]["text_to_image"]["recall@1"] == result.held_out["text_to_image"]["recall@1"]
+    records = log_of(out)
+    assert records[0]["event"] == "started" and records[-1]["event"] == "finished"
+    assert {"step", "loss", "lr", "temperature", "grad_norm"} <= set(records[1])
+    assert any("eval" in r for r in records)
+
+
+def test_sigmoid_loss_learns_its_bias(shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "sigmoid"
+    train(toy_config(shards, out, steps=30, loss={"kind": "sigmoid"}))
+    curve = losses(out)
+    biases = [r["bias"] for r in log_of(out) if "bias" in r]
+    assert curve[-1] < curve[0]
+    assert biases[0] == pytest.approx(-10, abs=0.1) and biases[-1] != biases[0]
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"data": {"text_pairs": 0.25}},
+        {"data": {"text_pairs": 0.25, "captions_per_image": 2}},
+        {"optimizer": {"name": "adafactor", "accumulate": 2}, "schedule": {"kind": "rsqrt"}},
+        {"data": {"cache_images": False, "shuffle_window": 1}, "run": {"grad_checkpointing": True}},
+    ],
+    ids=["co-training", "grouped-captions", "adafactor-accumulate-rsqrt", "streamed-checkpointed"],
+)
+def test_options_train(shards: Path, tmp_path: Path, sections: dict) -> None:
+    out = tmp_path / "run"
+    train(toy_config(shards, out, steps=30, **sections))
+    curve = losses(out)
+    assert curve[-1] < curve[0]
+    assert model.load(out).encode_texts(["red"]).shape == (1, 32)
+
+
+def test_init_from_a_model_directory(shards: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first"
+    train(toy_config(shards, first, steps=10))
+    # A tiny learning rate: the result must stay at the starting weights, not at a fresh initialisation.
+    second = tmp_path / "second"
+    config = toy_config(
+        shards,
+        second,
+        steps=2,
+        seed=7,
+        model={"base": "", "init_from": str(first), "architecture": {}, "renderer": {"font_size": 10}},
+        optimizer={"lr": 1e-12, "weight_decay": 0.0},
+    )
+    train(config)
+    assert_same_weights(first, second, atol=1e-6)
+    saved = json.loads((second / "config.json").read_text())
+    assert saved["provenance"]["init"] == "from_model"
+    assert saved["provenance"]["init_from"] == str(first)
+    assert saved["renderer"]["font_size"] == 10
+
+    wider = toy_config(
+        shards,
+        tmp_path / "third",
+        model={"base": "", "init_from": str(first), "architecture": {"width": 128}},
+    )
+    with pytest.raises(InputError, match="model.architecture: width cannot differ"):
+        train(wider)
+
+
+def test_resume_from_a_checkpoint_ends_with_the_same_weights(shards: Path, tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    train(toy_config(shards, straight, steps=8, data={"text_pairs": 0.25}))
+    # The same run, interrupted after its step-4 checkpoint: later files are gone, as after a kill.
+    resumed = tmp_path / "resumed"
+    config = toy_config(shards, resumed, steps=8, data={"text_pairs": 0.25}, run={"keep_checkpoints": 5})
+    train(config)
+    for name in ("model.safetensors", "config.json", "checkpoints/step-0000008.pt"):
+        (resumed / name).unlink()
+    assert [s for s, _ in ckpt.list_checkpoints(resumed)] == [4]
+    with pytest.raises(InputError, match="already holds a training run.*pass --resume"):
+        train(config)
+    train(config, resume=True)
+    assert_same_weights(straight, resumed)
+    steps = [r["step"] for r in log_of(resumed) if "loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == 8  # steps after the checkpoint are logged once
+
+    changed = toy_config(shards, resumed, steps=8, data={"text_pairs": 0.25}, optimizer={"lr": 0.5})
+    with pytest.raises(InputError, match="other values of optimizer.lr"):
+        train(changed, resume=True)
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(shards: Path, tmp_path: Path) -> None:
+    steps = 200
+    sections = {"steps": steps, "run": {"checkpoint_every": 5, "log_every": 5, "keep_checkpoints": 1}}
+    straight = tmp_path / "straight"
+    train(toy_config(shards, straight, **sections))
+
+    out = tmp_path / "killed"
+    config = toy_config(shards, out, **sections)
+    config_file = tmp_path / "train.json"
+    config_file.write_text(json.dumps(config))
+    command = [sys.executable, "-m", "pixglot", "train", "--config", str(config_file), "--resume", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not any(s >= 10 for s, _ in ckpt.list_checkpoints(out)):
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "no checkpoint within 120 s"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = ckpt.list_checkpoints(out)[-1][0]
+    assert killed_at < steps and not (out / "model.safetensors").exists()
+
+    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert any(r.get("event") == "resumed" for r in log_of(out))
+    assert_same_weights(straight, out, atol=1e-5)
+
+
+def test_worker_processes_build_the_same_batches(shards: Path, tmp_path: Path) -> None:
+    inline, workers = tmp_path / "inline", tmp_path / "workers"
+    train(toy_config(shards, inline, steps=6, data={"text_pairs": 0.25}))
+    train(toy_config(shards, workers, steps=6, data={"text_pairs": 0.25, "workers": 2}))
+    assert_same_weights(inline, workers)
