@@ -129,8 +129,9 @@ class Collection:
         self._index: VectorIndex | None = None
         self._encoder = None
         self._writing = False
-        # A UI serves searches from several threads: one of them brings the index up to date.
-        self._lock = threading.RLock()
+        # Held while the index is searched or brought up to date (a UI searches from several
+        # threads, and an update changes the FAISS index in place) and while the model loads.
+        self.lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"Collection({self.name!r}, model={self.model!r}, dim={self.dim})"
@@ -203,7 +204,7 @@ class Collection:
     # ----- the model -----
     def encoder(self):  # noqa: ANN201 - model.Encoder, imported lazily (torch) for fast startup
         """The collection's model, loaded once; an error if its weights no longer match the collection."""
-        with self._lock:
+        with self.lock:
             if self._encoder is None:
                 import model
 
@@ -363,7 +364,7 @@ class Collection:
         A search process only adds and drops entries in memory; a writer (or a reader that finds
         the collection idle) also rebuilds when the index does not match and saves the result.
         """
-        with self._lock:
+        with self.lock:
             return self._current_index()
 
     def _current_index(self) -> VectorIndex:

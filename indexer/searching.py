@@ -180,6 +180,22 @@ def search_collection(
         raise InputError(f"offset={offset}: must be 0 or more")
     if not 0 <= image_weight <= 1:
         raise InputError(f"image weight {image_weight}: must be between 0 and 1")
+    with collection.lock:
+        return _search(collection, text, image, k, offset, min_score, filters, negatives, image_weight, model)
+
+
+def _search(
+    collection: Collection,
+    text: str | None,
+    image: ImageQuery | None,
+    k: int,
+    offset: int,
+    min_score: float | None,
+    filters: Filters | None,
+    negatives: Sequence[tuple[str, float]] | None,
+    image_weight: float,
+    model: str | None,
+) -> list[Hit]:
     encoder = None
     if model is not None:
         import model as model_module
