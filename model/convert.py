@@ -23,20 +23,10 @@ from model.encoder import Encoder, save
 from model.preprocess import DEFAULT_PREPROCESSING
 from model.vit import ViT, VitConfig
 from pixglot.errors import FileFormatError, InputError
+from rendering.unifont import DEFAULTS as UNIFONT_DEFAULTS
 
-# big_vision's render_unifont settings of the published CLIPPO models.
-CLIPPO_RENDERER = {
-    "style": "unifont",
-    "image_size": 224,
-    "patch_size": 16,
-    "font_size": 16,
-    "lower": True,
-    "text_brightness": 0,
-    "background_brightness": 127,
-    "max_chars": 768,
-    "spacing": 1,
-    "min_width": 4,
-}
+# The unifont renderer's defaults are big_vision's render_unifont settings of the published CLIPPO models.
+CLIPPO_RENDERER = {"style": "unifont", **UNIFONT_DEFAULTS}
 _BLOCK = "Transformer/encoderblock"
 _FLAT_BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
 

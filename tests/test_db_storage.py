@@ -23,7 +23,6 @@ import pytest
 from sqlalchemy import create_engine, inspect, select, text, update
 
 import indexer
-import model
 from indexer import Filters, IndexOptions, index_paths
 from indexer.samples import SampleExif, write_image, write_images
 from pixglot import db
@@ -122,17 +121,6 @@ def database_url(request: pytest.FixtureRequest, pixglot_home: Path) -> Iterator
     url = f"sqlite:///{pixglot_home / 'store.db'}"
     yield url
     db.dispose(url)
-
-
-@pytest.fixture(scope="module")
-def tiny_encoder() -> model.Encoder:
-    return model.create("tiny-test")
-
-
-@pytest.fixture
-def tiny(pixglot_home: Path, tiny_encoder: model.Encoder) -> str:
-    model.save(tiny_encoder, pixglot_home / "models" / "tiny")
-    return "tiny"
 
 
 def test_schema_is_created_versioned_and_migrated_once(database_url: str) -> None:

@@ -22,17 +22,6 @@ from indexer.vector_index import INDEX_JSON
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder() -> model.Encoder:
-    return model.create("tiny-test")
-
-
-@pytest.fixture
-def tiny(pixglot_home: Path, tiny_encoder: model.Encoder) -> str:
-    model.save(tiny_encoder, pixglot_home / "models" / "tiny")
-    return "tiny"
-
-
 @pytest.fixture
 def photos(tmp_path: Path) -> Path:
     folder = tmp_path / "photos"

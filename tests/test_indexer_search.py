@@ -24,11 +24,6 @@ FAST = IndexOptions(progress=False, workers=0, commit_every=16)
 
 
 @pytest.fixture(scope="module")
-def tiny_encoder() -> model.Encoder:
-    return model.create("tiny-test")
-
-
-@pytest.fixture(scope="module")
 def search_home(tmp_path_factory: pytest.TempPathFactory, tiny_encoder: model.Encoder) -> Path:
     """One indexed collection for the read-only tests of this module: 14 + 6 plain images, 4 with EXIF."""
     home = tmp_path_factory.mktemp("search-home")
