@@ -26,7 +26,9 @@ def prepare(
     """
     from data import emoji36
     from indexer import IndexOptions, index_paths
+    from model.encoder import model_dir
 
+    model_dir(MODEL)  # a missing model is a clear error before minutes of dataset building
     directory = Path(dataset) if dataset else emoji36.default_directory()
     if not (directory / "captions.jsonl").is_file():
         emoji36.build(directory, only=only, progress=progress)
