@@ -323,184 +323,216 @@ def _describe_data(
 # ---------------------------------------------------------------- the run
 
 
-def train(config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
-    """Train as `config` (a resolved training config) says; with `resume`, continue the run in its
-    output directory from its last checkpoint (or start it, if it has none)."""
-    started = time.perf_counter()
-    out, found = _output_dir(config, resume)
-    device, precision = _device(config)
-    run, d, o = config["run"], config["data"], config["optimizer"]
-    torch.set_num_threads(run["threads"] or available_cores())
-    name = config["name"] or out.name
+class Trainer:
+    """One training run: everything built from a resolved config, then `run()`."""
 
-    index, held_index = _data(config)
-    net, model_config = build_model(config, name)
-    net.to(device)
-    net.grad_checkpointing = run["grad_checkpointing"]
-    loss = ContrastiveLoss(
-        config["loss"]["kind"], config["loss"]["bias_init"], config["loss"]["max_temperature"]
-    ).to(device)
-    if config["loss"]["temperature_init"]:
-        with torch.no_grad():
-            net.t.fill_(math.log(config["loss"]["temperature_init"]))
-    optimizer = make_optimizer(_param_groups(net, loss, o["weight_decay"]), config)
-    schedule = scheduler(optimizer, config["schedule"], config["steps"])
+    def __init__(self, config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None):
+        self.started = time.perf_counter()
+        self.config = config
+        self.out, self.found = _output_dir(config, resume)
+        self.device, self.precision = _device(config)
+        run, d, o = config["run"], config["data"], config["optimizer"]
+        torch.set_num_threads(run["threads"] or available_cores())
+        self.name = config["name"] or self.out.name
 
-    window = d["shuffle_window"]
-    images = train_data.image_source(index, d["cache_images"], d["cache_max_images"], window)
-    spec = train_data.BatchSpec(
-        batch_size=d["batch_size"],
-        text_pairs=d["text_pairs"],
-        seed=config["seed"],
-        image_size=net.config.image_size,
-        preprocessing=model_config["preprocessing"],
-        renderer=model_config["renderer"],
-        text_trim=model_config["text_trim"],
-        window=None if isinstance(images, train_data.CachedImages) else window,
-        captions_per_image=d["captions_per_image"],
-        text_pair_partner=d["text_pair_partner"],
-    )
-    batches = train_data.PairBatches(index, images, spec)
-    held = None
-    if held_index is not None:
-        held_source = train_data.image_source(held_index, d["cache_images"], d["cache_max_images"], window)
-        held = train_data.held_out(held_index, held_source, d["eval_max_images"])
-    data_info = _describe_data(index, held, held_index)
+        self.index, held_index = _data(config)
+        self.net, self.model_config = build_model(config, self.name)
+        self.net.to(self.device)
+        self.net.grad_checkpointing = run["grad_checkpointing"]
+        loss = config["loss"]
+        self.loss = ContrastiveLoss(loss["kind"], loss["bias_init"], loss["max_temperature"]).to(self.device)
+        if loss["temperature_init"]:
+            with torch.no_grad():
+                self.net.t.fill_(math.log(loss["temperature_init"]))
+        self.optimizer = make_optimizer(_param_groups(self.net, self.loss, o["weight_decay"]), config)
+        self.schedule = scheduler(self.optimizer, config["schedule"], config["steps"])
 
-    log = Log(out / LOG_FILE, on_record)
-    step, earlier_seconds = 0, 0.0
-    if found:
-        state = ckpt.load(found[-1][1])
+        window = d["shuffle_window"]
+        images = train_data.image_source(self.index, d["cache_images"], d["cache_max_images"], window)
+        spec = train_data.BatchSpec(
+            batch_size=d["batch_size"],
+            text_pairs=d["text_pairs"],
+            seed=config["seed"],
+            image_size=self.net.config.image_size,
+            preprocessing=self.model_config["preprocessing"],
+            renderer=self.model_config["renderer"],
+            text_trim=self.model_config["text_trim"],
+            window=None if isinstance(images, train_data.CachedImages) else window,
+            captions_per_image=d["captions_per_image"],
+            text_pair_partner=d["text_pair_partner"],
+        )
+        self.batches = train_data.PairBatches(self.index, images, spec)
+        self.held = None
+        if held_index is not None:
+            source = train_data.image_source(held_index, d["cache_images"], d["cache_max_images"], window)
+            self.held = train_data.held_out(held_index, source, d["eval_max_images"])
+        self.data_info = _describe_data(self.index, self.held, held_index)
+        self.log = Log(self.out / LOG_FILE, on_record)
+        self.step, self.earlier_seconds = 0, 0.0
+
+    @property
+    def seconds(self) -> float:
+        """Training time over all sessions of this run."""
+        return self.earlier_seconds + time.perf_counter() - self.started
+
+    def restore(self, path: Path) -> None:
+        state = ckpt.load(path)
         changed = [
             k
-            for k in train_config.differences(state["config"], config)
+            for k in train_config.differences(state["config"], self.config)
             if k not in train_config.RESUMABLE_CHANGES
         ]
         if changed:
             raise InputError(
-                f"{found[-1][1]}: the run was started with other values of {', '.join(changed)}; "
+                f"{path}: the run was started with other values of {', '.join(changed)}; "
                 "resume with the same config, or start a new run in another directory"
             )
-        if state["data_fingerprint"] != index.fingerprint:
+        if state["data_fingerprint"] != self.index.fingerprint:
             raise InputError(
-                f"{found[-1][1]}: the training shards changed since this run started "
+                f"{path}: the training shards changed since this run started "
                 "(their fingerprint differs); resuming would not give the same model"
             )
-        net.load_state_dict(state["model"])
-        loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["scheduler"])
+        self.net.load_state_dict(state["model"])
+        self.loss.load_state_dict(state["loss"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["scheduler"])
         ckpt.set_rng_state(state["rng"])
-        step, earlier_seconds = state["step"], state["seconds"]
-        log.truncate(step)
-        log.write({"step": step, "event": "resumed", "checkpoint": found[-1][1].name})
-    else:
-        log.truncate(0)
-        log.write(
-            {
-                "step": 0,
-                "event": "started",
-                "pairs": len(index),
-                "images": index.n_images,
-                "batches_per_epoch": batches.batches_per_epoch,
-                "device": str(device),
-                "precision": precision,
-                "parameters": sum(p.numel() for p in net.parameters()),
-            }
-        )
+        self.step, self.earlier_seconds = state["step"], state["seconds"]
 
-    def state_dict(at: int) -> dict:
+    def state_dict(self) -> dict:
         return {
-            "step": at,
-            "batches_done": at * o["accumulate"],
-            "model": net.state_dict(),
-            "loss": loss.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": schedule.state_dict(),
+            "step": self.step,
+            "batches_done": self.step * self.config["optimizer"]["accumulate"],
+            "model": self.net.state_dict(),
+            "loss": self.loss.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
             "rng": ckpt.rng_state(),
-            "config": config,
-            "data_fingerprint": index.fingerprint,
-            "seconds": earlier_seconds + time.perf_counter() - started,
+            "config": self.config,
+            "data_fingerprint": self.index.fingerprint,
+            "seconds": self.seconds,
         }
 
-    def evaluation(at: int) -> dict | None:
-        if held is None:
+    def checkpoint(self) -> None:
+        ckpt.save(self.out, self.step, self.state_dict(), self.config["run"]["keep_checkpoints"])
+
+    def encoder(self) -> Encoder:
+        """The network as an Encoder (evaluation mode; call net.train() to go on training)."""
+        return Encoder(self.net, self.model_config, name=self.name, device=str(self.device))
+
+    def evaluate(self) -> dict | None:
+        if self.held is None:
             return None
-        metrics = evaluate(Encoder(net, model_config, name=name, device=str(device)), held)
-        net.train()
-        log.write({"step": at, "eval": metrics})
+        metrics = evaluate(self.encoder(), self.held)
+        self.net.train()
+        self.log.write({"step": self.step, "eval": metrics})
         return metrics
 
-    runner = BatchRunner(net, loss, model_config, device, precision)
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    accumulate = o["accumulate"]
-    stream = iter(
-        train_data.loader(
-            batches,
-            step * accumulate,
-            config["steps"] * accumulate,
-            d["workers"],
-            pin_memory=device.type == "cuda",
-        )
-    )
-    window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-    while step < config["steps"]:
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for _ in range(accumulate):
-            batch = next(stream)
-            if batch["error"]:
-                raise PixglotError(f"training data: {batch['error']}")
-            value = runner(batch)
-            (value / accumulate).backward()
-            step_loss += value.item() / accumulate
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
-        lr = optimizer.param_groups[0]["lr"]
-        optimizer.step()
-        schedule.step()
-        step += 1
-        window_loss += step_loss
-        window_steps += 1
-        if step % run["log_every"] == 0 or step == config["steps"] or step == 1:
-            seconds = time.perf_counter() - window_start
-            record = {
-                "step": step,
-                "epoch": round(step * accumulate / batches.batches_per_epoch, 3),
-                "loss": window_loss / window_steps,
-                "lr": lr,
-                "temperature": net.temperature.item(),
-                "grad_norm": float(grad_norm),
-                "pairs_per_second": window_steps * accumulate * d["batch_size"] / max(seconds, 1e-9),
-            }
-            if loss.bias is not None:
-                record["bias"] = loss.bias.item()
-            log.write(record)
-            window_loss, window_steps, window_start = 0.0, 0, time.perf_counter()
-        if run["checkpoint_every"] and step % run["checkpoint_every"] == 0 and step < config["steps"]:
-            ckpt.save(out, step, state_dict(step), run["keep_checkpoints"])
-        if run["eval_every"] and step % run["eval_every"] == 0 and step < config["steps"]:
-            evaluation(step)
-    del stream
+    def run(self) -> TrainResult:
+        if self.found:
+            self.restore(self.found[-1][1])
+            self.log.truncate(self.step)
+            self.log.write({"step": self.step, "event": "resumed", "checkpoint": self.found[-1][1].name})
+        else:
+            self.log.truncate(0)
+            self.log.write(
+                {
+                    "step": 0,
+                    "event": "started",
+                    "pairs": len(self.index),
+                    "images": self.index.n_images,
+                    "batches_per_epoch": self.batches.batches_per_epoch,
+                    "device": str(self.device),
+                    "precision": self.precision,
+                    "parameters": sum(p.numel() for p in self.net.parameters()),
+                }
+            )
+        self.train_steps()
+        final = self.evaluate()
+        self.checkpoint()
+        self.save(final)
+        return TrainResult(self.out, self.step, self.seconds, final["mean"] if final else None)
 
-    final = evaluation(step)
-    ckpt.save(out, step, state_dict(step), run["keep_checkpoints"])
-    seconds = earlier_seconds + time.perf_counter() - started
-    model_config["provenance"] = {
-        **model_config["provenance"],
-        "trained_with": "pixglot train",
-        "code_revision": code_revision(),
-        "data_fingerprint": index.fingerprint,
-        "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    model_config["training"] = {
-        "config": config,
-        "data": data_info,
-        "steps": step,
-        "seconds": round(seconds, 1),
-        "device": str(device),
-        "precision": precision,
-        "held_out": final["mean"] if final else None,
-    }
-    save(Encoder(net, model_config, name=name, device=str(device)), out)
-    log.write({"step": step, "event": "finished", "model": str(out / CONFIG_FILE)})
-    return TrainResult(out=out, steps=step, seconds=seconds, held_out=final["mean"] if final else None)
+    def train_steps(self) -> None:
+        config, run, o = self.config, self.config["run"], self.config["optimizer"]
+        steps, accumulate = config["steps"], o["accumulate"]
+        runner = BatchRunner(self.net, self.loss, self.model_config, self.device, self.precision)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        stream = iter(
+            train_data.loader(
+                self.batches,
+                self.step * accumulate,
+                steps * accumulate,
+                config["data"]["workers"],
+                pin_memory=self.device.type == "cuda",
+            )
+        )
+        losses: list[float] = []
+        window_start = time.perf_counter()
+        while self.step < steps:
+            self.optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for _ in range(accumulate):
+                batch = next(stream)
+                if batch["error"]:
+                    raise PixglotError(f"training data: {batch['error']}")
+                value = runner(batch)
+                (value / accumulate).backward()
+                step_loss += value.item() / accumulate
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.step()
+            self.schedule.step()
+            self.step += 1
+            losses.append(step_loss)
+            if self.step % run["log_every"] == 0 or self.step in (1, steps):
+                seconds = time.perf_counter() - window_start
+                self.log_step(losses, lr, float(grad_norm), len(losses) * accumulate / max(seconds, 1e-9))
+                losses, window_start = [], time.perf_counter()
+            if run["checkpoint_every"] and self.step % run["checkpoint_every"] == 0 and self.step < steps:
+                self.checkpoint()
+            if run["eval_every"] and self.step % run["eval_every"] == 0 and self.step < steps:
+                self.evaluate()
+
+    def log_step(self, losses: list[float], lr: float, grad_norm: float, batches_per_second: float) -> None:
+        record = {
+            "step": self.step,
+            "epoch": round(
+                self.step * self.config["optimizer"]["accumulate"] / self.batches.batches_per_epoch, 3
+            ),
+            "loss": sum(losses) / len(losses),
+            "lr": lr,
+            "temperature": self.net.temperature.item(),
+            "grad_norm": grad_norm,
+            "pairs_per_second": batches_per_second * self.config["data"]["batch_size"],
+        }
+        if self.loss.bias is not None:
+            record["bias"] = self.loss.bias.item()
+        self.log.write(record)
+
+    def save(self, final: dict | None) -> None:
+        """The model directory: weights, and a config that says how they were made."""
+        self.model_config["provenance"] = {
+            **self.model_config["provenance"],
+            "trained_with": "pixglot train",
+            "code_revision": code_revision(),
+            "data_fingerprint": self.index.fingerprint,
+            "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        }
+        self.model_config["training"] = {
+            "config": self.config,
+            "data": self.data_info,
+            "steps": self.step,
+            "seconds": round(self.seconds, 1),
+            "device": str(self.device),
+            "precision": self.precision,
+            "held_out": final["mean"] if final else None,
+        }
+        save(self.encoder(), self.out)
+        self.log.write({"step": self.step, "event": "finished", "model": str(self.out / CONFIG_FILE)})
+
+
+def train(config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
+    """Train as `config` (a resolved training config) says; with `resume`, continue the run in its
+    output directory from its last checkpoint (or start it, if it has none)."""
+    return Trainer(config, resume, on_record).run()
