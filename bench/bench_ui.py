@@ -98,6 +98,7 @@ def build(n_images: int, config: str) -> None:
     import model
     from indexer.collection import Collection, CollectionNotFound
     from indexer.decode import content_hash
+    from indexer.ingest import record_shard
     from pixglot import db
     from pixglot.home import home, models_dir
 
@@ -152,17 +153,15 @@ def build(n_images: int, config: str) -> None:
                     .all(),
                     dtype=np.int64,
                 )
-                name = store.write(ids, [r["content_hash"] for r in rows], vectors)
-                conn.execute(
-                    insert(db.shards).values(
-                        collection_id=collection.id,
-                        model_fingerprint=encoder.fingerprint,
-                        name=name,
-                        first_id=int(ids.min()),
-                        last_id=int(ids.max()),
-                        rows=count,
-                        created_at=stamp,
-                    )
+                record_shard(
+                    conn,
+                    collection.id,
+                    store,
+                    encoder.fingerprint,
+                    ids,
+                    [r["content_hash"] for r in rows],
+                    vectors,
+                    stamp,
                 )
                 collection.bump(conn)
         index = collection.sync_index()

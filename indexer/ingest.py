@@ -21,15 +21,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 
 import numpy as np
 from sqlalchemy import delete, insert, update
+from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
 from indexer.collection import Collection, now
 from indexer.decode import MAX_FILE_BYTES, Decoded, Failure, Inspection, decode_file, inspect_file
 from indexer.scan import FileEntry
+from indexer.shards import ShardStore
 from pixglot import db
 
 
@@ -346,20 +349,15 @@ class IngestRun:
                     values = _row_values(collection.id, plan, stamp)
                     conn.execute(update(db.images).where(db.images.c.id == plan.job.row.id).values(values))
             if ready:
-                ids_array = np.asarray(ids, dtype=np.int64)
-                name = self.store.write(
-                    ids_array, [p.inspection.content_hash for p in ready], np.stack([p.vector for p in ready])
-                )
-                conn.execute(
-                    insert(db.shards).values(
-                        collection_id=collection.id,
-                        model_fingerprint=self.fingerprint,
-                        name=name,
-                        first_id=int(ids_array.min()),
-                        last_id=int(ids_array.max()),
-                        rows=len(ids_array),
-                        created_at=stamp,
-                    )
+                record_shard(
+                    conn,
+                    collection.id,
+                    self.store,
+                    self.fingerprint,
+                    np.asarray(ids, dtype=np.int64),
+                    [p.inspection.content_hash for p in ready],
+                    np.stack([p.vector for p in ready]),
+                    stamp,
                 )
             for plan in touched:
                 conn.execute(
@@ -438,3 +436,30 @@ def jobs_for_files(
             continue
         jobs.append(Job(entry.path, row))
     return jobs
+
+
+def record_shard(
+    conn: Connection,
+    collection_id: int,
+    store: ShardStore,
+    fingerprint: str,
+    ids: np.ndarray,
+    hashes: list[str],
+    vectors: np.ndarray,
+    created_at: datetime,
+) -> str:
+    """Write the vectors' shard file (durably), then name it in the transaction that adds their image rows:
+    a crash before the commit leaves an orphan file, never a row without its vector."""
+    name = store.write(ids, hashes, vectors)
+    conn.execute(
+        insert(db.shards).values(
+            collection_id=collection_id,
+            model_fingerprint=fingerprint,
+            name=name,
+            first_id=int(ids.min()),
+            last_id=int(ids.max()),
+            rows=len(ids),
+            created_at=created_at,
+        )
+    )
+    return name
