@@ -26,7 +26,9 @@ _IMAGE_BATCHES = 256  # images per encoder call, so progress shows and one bad f
 
 def model_key(encoder) -> str:  # noqa: ANN001 - any object with the Encoder contract
     config = json.dumps(encoder.config, sort_keys=True, default=str)
-    return hashlib.sha256(f"{encoder.fingerprint}\n{config}".encode()).hexdigest()[:32]
+    # bf16 and int8 leave the weights (and so the fingerprint) alone but change the embeddings.
+    arithmetic = f"{encoder.device.type} {encoder.precision} {encoder.quantize}"
+    return hashlib.sha256(f"{encoder.fingerprint}\n{config}\n{arithmetic}".encode()).hexdigest()[:32]
 
 
 def _digest(items: Sequence[str]) -> str:

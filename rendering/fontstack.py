@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import operator
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,9 @@ from pixglot.errors import PixglotError
 from rendering.chartables import CODEPOINTS, emoji_presentation, shared_script
 
 STACK_FILE = Path(__file__).with_name("fonts.toml")
+# Directories searched before fonts.toml's own, for machines whose fonts live elsewhere (macOS, a
+# user's font folder, a container without Debian's packages); same files, so the same pixels.
+FONT_PATH_ENV = "PIXGLOT_FONT_PATH"
 
 # Characters the shaper consumes without a glyph of their own; a font need not map them to cover a cluster.
 _IGNORABLE = frozenset(
@@ -112,7 +116,8 @@ class FontStack:
     @classmethod
     def from_file(cls, path: Path = STACK_FILE) -> FontStack:
         spec = tomllib.loads(path.read_text(encoding="utf-8"))
-        search = [Path(p) for p in spec["search_paths"]]
+        extra = [Path(p).expanduser() for p in os.environ.get(FONT_PATH_ENV, "").split(os.pathsep) if p]
+        search = extra + [Path(p) for p in spec["search_paths"]]
         fonts, missing = [], []
         for entry in spec["fonts"]:
             found = _find(entry["file"], search)

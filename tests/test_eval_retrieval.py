@@ -212,3 +212,19 @@ def test_emoji36_runs_through_the_same_evaluator(tiny_model, tmp_path, capsys):
     assert run.dataset == "emoji36/test" and run.languages == ["en", "ja"]
     assert run.metrics["languages"]["en"]["n_images"] == 2  # the two handshakes; the rest is train
     assert "emoji36/test" in capsys.readouterr().out
+
+
+def test_int8_evaluation_is_its_own_run_with_its_own_embeddings(
+    tiny_model, clean_data, tmp_path, pixglot_home
+):
+    # Quantisation keeps the weights' fingerprint, so the embedding cache must still tell them apart.
+    model_dir = tmp_path / "tiny"
+    importlib.import_module("model").save(tiny_model, model_dir)
+    base = ["eval", "xm3600", "--data", str(clean_data), "--model", str(model_dir)]
+    assert main([*base, "--out", str(tmp_path / "fp32")]) == 0
+    cached = set((pixglot_home / "cache" / "embeddings").iterdir())
+    assert main([*base, "--quantize", "int8", "--out", str(tmp_path / "int8")]) == 0
+    assert len(set((pixglot_home / "cache" / "embeddings").iterdir()) - cached) == 1
+    fp32, int8 = list_runs()
+    assert int8.model == f"{fp32.model} (int8)"
+    assert int8.metrics["languages"]["en"]["n_texts"] == fp32.metrics["languages"]["en"]["n_texts"]

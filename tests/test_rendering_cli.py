@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 from PIL import Image
 
 from pixglot.cli import main
-from rendering import doctor
+from rendering import doctor, fontstack
 from rendering.fontstack import FontStack, default_stack
 
 
@@ -44,3 +45,13 @@ def test_doctor_fails_a_language_whose_font_is_gone():
     assert not checks["th"].covered and checks["th"].missing
     assert checks["en"].covered
     assert not doctor.report(without_thai)["ok"]
+
+
+def test_font_path_directories_are_searched_first(tmp_path, monkeypatch):
+    # A machine whose fonts live outside Debian's folders: PIXGLOT_FONT_PATH names them.
+    thai = next(f for f in default_stack().fonts if f.id == "thai")
+    (tmp_path / thai.path.name).write_bytes(thai.path.read_bytes())
+    monkeypatch.setenv(fontstack.FONT_PATH_ENV, f"/nonexistent{os.pathsep}{tmp_path}")
+    stack = FontStack.from_file()
+    assert next(f for f in stack.fonts if f.id == "thai").path == tmp_path / thai.path.name
+    assert next(f for f in stack.fonts if f.id == "latin").path == default_stack().fonts[0].path

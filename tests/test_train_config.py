@@ -8,6 +8,7 @@ import pytest
 
 from model.train import config as train_config
 from model.train import load_config, resolve_config
+from model.train.loop import build_model
 from pixglot.cli import main
 from pixglot.errors import FileFormatError, InputError
 
@@ -112,14 +113,15 @@ def test_cli_reports_a_bad_config_in_one_line(tmp_path: Path, capsys: pytest.Cap
 @pytest.mark.parametrize(
     "path",
     sorted((REPO / "model" / "train" / "configs").glob("*.toml"))
-    + [REPO / "data/assets/demo-model/train.toml"],
+    + [REPO / "data/assets/models/demo/train.toml"],
     ids=lambda p: p.name if p.parent.name == "configs" else "demo-model",
 )
 def test_shipped_configs_resolve(path: Path) -> None:
-    if not path.is_file():
-        pytest.skip(f"{path.name} not present")
     config = load_config(path, {"data.train": ["shards"]})
     assert config["steps"] >= 1
+    if not config["model"]["init_from"]:  # the others need a downloaded model
+        net, model_config = build_model(config, "check")
+        assert model_config["renderer"]["image_size"] == net.config.image_size
 
 
 def test_empty_training_data_is_named() -> None:

@@ -66,7 +66,8 @@ Schema (section.key = default: meaning):
     [run]
     device = "auto"               "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
     precision = "auto"            "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16"
-    threads = 0                   CPU threads for the model (0: all available cores)
+    threads = 0                   CPU threads of the training process (0: on CPU the cores the data
+                                  workers leave, at least 1; on CUDA 1)
     log_every = 10                steps between log lines
     checkpoint_every = 500        steps between checkpoints (0: only at the end)
     keep_checkpoints = 2

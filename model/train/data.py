@@ -9,9 +9,11 @@ of the rows (with uncached images, a permutation of row groups, then of the rows
 `shuffle_window` row groups, so a worker reads each row group once per window). So a resumed run
 rebuilds exactly the batches it would have seen, whatever the number of workers.
 
-A batch holds `batch_size` pairs: image/text pairs, then (co-training) text/text pairs whose left
-text is another caption of the same key, in another language where there is one. Every item
-carries its key: two items with the same key are positives of each other in the loss.
+A batch holds `batch_size` captions (rows drawn at random, or `captions_per_image` captions of each
+of batch_size / captions_per_image images). The last `text_pairs` fraction of them is paired with
+another caption of the same key (co-training: another language, or the same one), the others
+with their image, which is decoded and encoded once per batch however many of its captions the
+batch holds. Every item carries its key: items with the same key are positives of each other.
 """
 
 from __future__ import annotations

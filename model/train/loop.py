@@ -32,7 +32,6 @@ from data.atomic import write_atomic
 from data.metrics import mean_over_languages, retrieval_metrics
 from data.runs import code_revision
 from model.encoder import (
-    CONFIG_FILE,
     MODEL_FILE,
     Encoder,
     complete_config,
@@ -270,6 +269,14 @@ def _output_dir(config: dict, resume: bool) -> tuple[Path, list[tuple[int, Path]
     return out, found
 
 
+def _default_threads(device: torch.device, workers: int) -> int:
+    """On CUDA the training process only stacks batches and launches kernels: more threads would
+    spin against the data workers for the same cores. On CPU the model gets the cores they leave."""
+    if device.type == "cuda":
+        return 1
+    return max(1, available_cores() - workers)
+
+
 def _device(config: dict) -> tuple[torch.device, str]:
     run = config["run"]
     name = run["device"]
@@ -305,7 +312,7 @@ def _describe_data(
 ) -> dict:
     info = {
         "fingerprint": index.fingerprint,
-        "shards": [str(p) for p in index.files],
+        "shards": [p.name for p in index.files],  # the fingerprint says what they held
         "pairs": len(index),
         "images": index.n_images,
         "languages": sorted({index.languages[i] for i in np.unique(index.language_id)}),
@@ -332,7 +339,7 @@ class Trainer:
         self.out, self.found = _output_dir(config, resume)
         self.device, self.precision = _device(config)
         run, d, o = config["run"], config["data"], config["optimizer"]
-        torch.set_num_threads(run["threads"] or available_cores())
+        torch.set_num_threads(run["threads"] or _default_threads(self.device, d["workers"]))
         self.name = config["name"] or self.out.name
 
         self.index, held_index = _data(config)
@@ -529,7 +536,7 @@ class Trainer:
             "held_out": final["mean"] if final else None,
         }
         save(self.encoder(), self.out)
-        self.log.write({"step": self.step, "event": "finished", "model": str(self.out / CONFIG_FILE)})
+        self.log.write({"step": self.step, "event": "finished"})
 
 
 def train(config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:

@@ -44,6 +44,15 @@ def _add_benchmark(
     )
     p.add_argument("--strict", action="store_true", help="fail on any data issue instead of reporting it")
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="arithmetic of the forward pass (auto: bf16 on CUDA, fp32 on the CPU)",
+    )
+    p.add_argument(
+        "--quantize", choices=("int8",), help="int8 dynamic quantisation of the Linear layers (CPU)"
+    )
     p.add_argument("--db", metavar="URL", help="database URL (default: SQLite in PIXGLOT_HOME)")
     p.add_argument("--no-record", action="store_true", help="do not store the run in the database")
     p.set_defaults(func=_run_benchmark, default_dir=default_dir)
@@ -89,14 +98,18 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202
 
 
 def _run_benchmark(args: argparse.Namespace) -> int:
+    import model
     from data.evaluation import evaluate_retrieval
     from data.reports import markdown_report
     from pixglot.home import datasets_dir
 
     data = Path(args.data) if args.data else datasets_dir() / args.default_dir
+    encoder = model.load(args.model, precision=args.precision, quantize=args.quantize)
+    if args.precision != "auto" or args.quantize:
+        encoder.name = f"{encoder.name} ({args.quantize or args.precision})"  # runs tell them apart
     result = evaluate_retrieval(
         data,
-        args.model,
+        encoder,
         languages=_languages(args.languages),
         protocol=args.protocol,
         split=args.split,
