@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +17,7 @@ import model
 from pixglot.home import models_dir
 
 N_IMAGES = 20
+WAIT_SECONDS = 90
 
 
 def make_images(folder: Path, count: int, seed: int = 0) -> list[Path]:
@@ -40,3 +45,25 @@ def build_library(home: Path, images: Path, count: int = N_IMAGES) -> list[Path]
         options = indexer.IndexOptions(workers=0, progress=False)
         indexer.index_paths([images], collection="t", model="tiny", options=options)
     return paths
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_healthy(port: int, server: subprocess.Popen, log: Path, seconds: float = WAIT_SECONDS) -> None:
+    """Until the Streamlit server answers its health check; fails with the server's log otherwise."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"the server exited with {server.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    pytest.fail(f"the server did not become healthy in {seconds} s:\n{log.read_text()[-3000:]}")

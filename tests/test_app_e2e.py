@@ -6,15 +6,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from app_support import N_IMAGES, build_library
+from app_support import N_IMAGES, WAIT_SECONDS, build_library, free_port, wait_until_healthy
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
@@ -24,7 +21,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "test-artifacts" / "ui-e2e.png"  # git-ignored
-WAIT_SECONDS = 90
 LOADED_RESULT_IMAGES = (
     "return Array.from(document.querySelectorAll('.st-key-results img'))"
     ".filter(img => img.complete && img.naturalWidth > 0).length"
@@ -39,27 +35,6 @@ def find_chromium() -> tuple[str | None, str | None]:
         "/usr/bin/chromedriver" if os.path.exists("/usr/bin/chromedriver") else shutil.which("chromedriver")
     )
     return browser, driver
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_healthy(port: int, server: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            pytest.fail(f"pixglot ui exited with {server.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"pixglot ui did not become healthy in {WAIT_SECONDS} s:\n{log.read_text()[-3000:]}")
 
 
 def browser(binary: str, driver: str, profile: Path) -> webdriver.Chrome:
