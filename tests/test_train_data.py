@@ -19,6 +19,20 @@ RENDERER = {"style": "shaped", "image_size": 64, "patch_size": 16}
 PREPROCESSING = {"resize": "squash", "method": "bilinear", "antialias": False, "value_range": [-1, 1]}
 
 
+def texts_in_order(batch: dict) -> list[np.ndarray]:
+    """A batch's texts, left then right, out of their height groups."""
+    rows = [row for group in batch["text_groups"] for row in group]
+    return [rows[slot] for slot in batch["text_slots"]]
+
+
+def test_grouping_by_height_keeps_every_text_and_its_place() -> None:
+    texts = [np.full((h, 8, 3), i, np.uint8) for i, h in enumerate([32, 16, 48, 16, 32])]
+    groups, slots = train_data.group_by_height(texts)
+    assert [g.shape for g in groups] == [(2, 16, 8, 3), (2, 32, 8, 3), (1, 48, 8, 3)]
+    restored = texts_in_order({"text_groups": groups, "text_slots": slots})
+    assert all(np.array_equal(a, b) for a, b in zip(restored, texts, strict=True))
+
+
 def spec(
     batch_size: int = 8,
     text_pairs: float = 0.0,
@@ -147,7 +161,8 @@ def test_texts_are_trimmed_to_the_rows_they_fill(shards: Path) -> None:
         batches = train_data.PairBatches(index, train_data.image_source(index, True, 100, 2), spec(trim=trim))
         batch = batches[0]
         texts = [index.texts[r] for r in batches.rows(0)]
-        assert [t.shape for t in batch["right_texts"]] == [(expected(t), 64, 3) for t in texts]
+        right = texts_in_order(batch)[len(batch["left_text_keys"]) :]
+        assert [t.shape for t in right] == [(expected(t), 64, 3) for t in texts]
     # "schwarz" fills one row of a 64 px canvas; the trimmed canvas is what the renderer drew on top.
     image = train_data.render_text(renderer, "schwarz", trim=True)
     assert image.shape == (16, 64, 3) and image.min() < 128
@@ -161,7 +176,7 @@ def test_text_pairs_join_two_languages_of_one_image(shards: Path) -> None:
     )
     batch = batches[3]
     rows = batches.rows(3)
-    assert len(batch["left_texts"]) == 2 and len(batch["right_texts"]) == 8
+    assert len(batch["left_text_keys"]) == 2 and len(texts_in_order(batch)) == 2 + 8
     assert sorted(batch["image_keys"].tolist()) == sorted(set(index.key_id[rows[:6]].tolist()))
     assert np.array_equal(batch["left_text_keys"], index.key_id[rows[6:]])
     rng = np.random.default_rng(0)

