@@ -386,6 +386,11 @@ def installed_models() -> list[str]:
     return sorted(p.parent.name for p in home.models_dir().glob(f"*/{CONFIG_FILE}"))
 
 
+def shipped_models() -> list[str]:
+    """Models that come with the source tree (data/assets/models), e.g. the demo model."""
+    return sorted(p.parent.name for p in SHIPPED_MODELS_DIR.glob(f"*/{CONFIG_FILE}"))
+
+
 def read_model_config(directory: Path) -> dict:
     path = directory / CONFIG_FILE
     try:

@@ -331,6 +331,7 @@ def test_pull_resumes_a_partial_download_and_installs(pixglot_home, npz_bytes, m
     listing = capsys.readouterr().out
     assert re.search(rf"^{NAME}\s+installed", listing, re.M)
     assert re.search(r"^clippo_b16_100c4\s+pullable", listing, re.M)
+    assert re.search(r"^demo\s+shipped\s+w128 d6 p16 map\s+128\s+shaped\s+yes", listing, re.M)
 
 
 def test_pull_checksum_mismatch_is_an_error_and_installs_nothing(pixglot_home, npz_bytes):

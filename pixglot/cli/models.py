@@ -44,12 +44,15 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
 
 def _list(args: argparse.Namespace) -> int:
-    from model.encoder import installed_models, model_dir, read_model_config
+    from model.encoder import installed_models, model_dir, read_model_config, shipped_models
     from model.pull import official_checkpoints
 
     installed = installed_models()
+    # An installed model of the same name wins over a shipped one (model_dir's lookup order).
+    local = [(name, "installed") for name in installed]
+    local += [(name, "shipped") for name in shipped_models() if name not in installed]
     rows = [("NAME", "STATUS", "ARCHITECTURE", "DIM", "RENDERER", "TEXT TRIM")]
-    for name in installed:
+    for name, status in local:
         try:
             config = read_model_config(model_dir(name))
         except FileFormatError as err:
@@ -59,9 +62,7 @@ def _list(args: argparse.Namespace) -> int:
         shape = f"w{arch.get('width')} d{arch.get('depth')} p{arch.get('patch_size')} {arch.get('pool')}"
         renderer = config.get("renderer", {}).get("style", "?")
         dim = arch.get("out_dim") or arch.get("width")
-        rows.append(
-            (name, "installed", shape, str(dim), renderer, "yes" if config.get("text_trim") else "no")
-        )
+        rows.append((name, status, shape, str(dim), renderer, "yes" if config.get("text_trim") else "no"))
     for name, info in official_checkpoints().items():
         if name not in installed:
             rows.append((name, "pullable", info["description"], "", "", ""))
