@@ -148,6 +148,11 @@ def test_resume_from_a_checkpoint_ends_with_the_same_weights(shards: Path, tmp_p
         train(config)
     train(config, resume=True)
     assert_same_weights(straight, resumed)
+    segments = json.loads((resumed / "config.json").read_text())["training"]["segments"]
+    assert segments == [
+        {"from_step": 0, "device": "cpu", "precision": "fp32"},
+        {"from_step": 4, "device": "cpu", "precision": "fp32"},
+    ]
     steps = [r["step"] for r in log_of(resumed) if "loss" in r]
     assert steps == sorted(set(steps)) and steps[-1] == 8  # steps after the checkpoint are logged once
 

@@ -436,7 +436,15 @@ class Trainer:
         if self.found:
             self.restore(self.found[-1][1])
             self.log.truncate(self.step)
-            self.log.write({"step": self.step, "event": "resumed", "checkpoint": self.found[-1][1].name})
+            self.log.write(
+                {
+                    "step": self.step,
+                    "event": "resumed",
+                    "checkpoint": self.found[-1][1].name,
+                    "device": str(self.device),
+                    "precision": self.precision,
+                }
+            )
         else:
             self.log.truncate(0)
             self.log.write(
@@ -528,8 +536,12 @@ class Trainer:
             "data": self.data_info,
             "steps": self.step,
             "seconds": round(self.seconds, 1),
-            "device": str(self.device),
-            "precision": self.precision,
+            # A resumed run may have moved machines (say, from a GPU to a CPU): each part says where.
+            "segments": [
+                {"from_step": r["step"], "device": r["device"], "precision": r["precision"]}
+                for r in _read_log(self.log.path)
+                if r.get("event") in ("started", "resumed")
+            ],
             "held_out": final["mean"] if final else None,
         }
         save(self.encoder(), self.out)
