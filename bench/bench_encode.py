@@ -211,7 +211,6 @@ def cuda_rows(config: dict, rng: np.random.Generator, n_queries: int) -> str:
         shown = f"{flops:.0f} | {flops / H100_BF16_DENSE_TFLOPS:.0%}" if flops else " | "
         lines.append(f"| {name} | {rate:,.0f} | {shown} |")
     return "\n".join(lines)
-    return 0
 
 
 if __name__ == "__main__":
