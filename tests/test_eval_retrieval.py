@@ -22,14 +22,6 @@ from pixglot.db import connect, eval_runs
 COLOURS = {"k1": (220, 20, 20), "k2": (20, 200, 20), "k3": (20, 20, 220), "k4": (230, 230, 20)}
 
 
-@pytest.fixture(scope="module")
-def tiny_model():
-    create = getattr(importlib.import_module("model"), "create", None)
-    if create is None:
-        pytest.skip("model.create is not available in this checkout")
-    return create("tiny-test", seed=0)
-
-
 def _write(root: Path, lines: list[dict | str], images: dict[str, bytes | tuple[int, int, int]]) -> Path:
     (root / "images").mkdir(parents=True)
     text = "\n".join(
@@ -88,9 +80,9 @@ def dirty_data(tmp_path) -> Path:
     return _write(tmp_path / "dirty", lines, images)
 
 
-def test_evaluation_writes_reports_and_a_database_row(tiny_model, clean_data, tmp_path, pixglot_home):
+def test_evaluation_writes_reports_and_a_database_row(tiny_encoder, clean_data, tmp_path, pixglot_home):
     out = tmp_path / "report"
-    result = evaluate_retrieval(clean_data, tiny_model, out_dir=out)
+    result = evaluate_retrieval(clean_data, tiny_encoder, out_dir=out)
     run = result.run
     assert result.issues == [] and run.id is not None
     assert run.languages == ["de", "en", "mi"] and run.dataset == "xm3600" and run.protocol == "all"
@@ -122,14 +114,14 @@ def test_evaluation_writes_reports_and_a_database_row(tiny_model, clean_data, tm
 
     with connect().connect() as conn:
         stored = conn.execute(select(eval_runs)).one()
-    assert (stored.model, stored.dataset, stored.protocol) == (tiny_model.name, "xm3600", "all")
+    assert (stored.model, stored.dataset, stored.protocol) == (tiny_encoder.name, "xm3600", "all")
     assert stored.languages == ["de", "en", "mi"] and stored.code_revision
     assert stored.report_dir == str(out) and stored.metrics["mean"] == run.metrics["mean"]
 
     # Embeddings are cached: the second run encodes nothing and reproduces the metrics exactly.
     cache = sorted((pixglot_home / "cache" / "embeddings").rglob("*.npz"))
     stamps = [p.stat().st_mtime_ns for p in cache]
-    again = evaluate_retrieval(clean_data, tiny_model, out_dir=tmp_path / "again")
+    again = evaluate_retrieval(clean_data, tiny_encoder, out_dir=tmp_path / "again")
     assert sorted((pixglot_home / "cache" / "embeddings").rglob("*.npz")) == cache
     assert [p.stat().st_mtime_ns for p in cache] == stamps
     assert again.run.metrics["languages"] == per
@@ -137,8 +129,10 @@ def test_evaluation_writes_reports_and_a_database_row(tiny_model, clean_data, tm
     assert f"<td>{run.id}</td>" in (tmp_path / "again" / "report.html").read_text(encoding="utf-8")
 
 
-def test_bad_data_is_counted_and_reported_or_fatal_with_strict(tiny_model, dirty_data, tmp_path):
-    result = evaluate_retrieval(dirty_data, tiny_model, languages=["en", "de", "xx"], out_dir=tmp_path / "r")
+def test_bad_data_is_counted_and_reported_or_fatal_with_strict(tiny_encoder, dirty_data, tmp_path):
+    result = evaluate_retrieval(
+        dirty_data, tiny_encoder, languages=["en", "de", "xx"], out_dir=tmp_path / "r"
+    )
     kinds = sorted(i.kind for i in result.issues)
     assert kinds == ["bad_image", "bad_line", "empty_captions", "missing_image", "unknown_language"]
     assert any(i.where == "captions.jsonl:2" for i in result.issues)
@@ -150,31 +144,31 @@ def test_bad_data_is_counted_and_reported_or_fatal_with_strict(tiny_model, dirty
     assert "captions.jsonl:2" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
 
     with pytest.raises(DataIssuesError, match="captions.jsonl:2"):
-        evaluate_retrieval(dirty_data, tiny_model, strict=True, record=False, reports=False)
+        evaluate_retrieval(dirty_data, tiny_encoder, strict=True, record=False, reports=False)
     assert len(list_runs()) == 1  # the strict failure stored nothing
 
 
-def test_strict_also_fails_on_an_undecodable_image(tiny_model, tmp_path):
+def test_strict_also_fails_on_an_undecodable_image(tiny_encoder, tmp_path):
     root = _write(
         tmp_path / "d",
         [{"image/key": "a", "en": _caps("x")}, {"image/key": "b", "en": _caps("y")}],
         {"a.jpg": COLOURS["k1"], "b.jpg": b"garbage"},
     )
     with pytest.raises(DataIssuesError, match="'b'"):
-        evaluate_retrieval(root, tiny_model, strict=True, record=False, reports=False)
+        evaluate_retrieval(root, tiny_encoder, strict=True, record=False, reports=False)
 
 
-def test_cli_strict_exits_non_zero_with_the_reason(tiny_model, dirty_data, tmp_path, capsys):
+def test_cli_strict_exits_non_zero_with_the_reason(tiny_encoder, dirty_data, tmp_path, capsys):
     models = Path(tmp_path / "models")
-    importlib.import_module("model").save(tiny_model, models / "tiny")
+    importlib.import_module("model").save(tiny_encoder, models / "tiny")
     code = main(["eval", "xm3600", "--data", str(dirty_data), "--model", str(models / "tiny"), "--strict"])
     assert code == 2
     assert "strict" in capsys.readouterr().err
 
 
-def test_protocols_compare_and_list_through_the_cli(tiny_model, clean_data, tmp_path, capsys):
+def test_protocols_compare_and_list_through_the_cli(tiny_encoder, clean_data, tmp_path, capsys):
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_model, model_dir)
+    importlib.import_module("model").save(tiny_encoder, model_dir)
     base = ["eval", "xm3600", "--data", str(clean_data), "--model", str(model_dir)]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     assert main([*base, "--protocol", "first", "--languages", "en,de", "--out", str(tmp_path / "b")]) == 0
@@ -200,13 +194,13 @@ def test_protocols_compare_and_list_through_the_cli(tiny_model, clean_data, tmp_
     assert "no evaluation run with id 999" in capsys.readouterr().err
 
 
-def test_emoji36_runs_through_the_same_evaluator(tiny_model, tmp_path, capsys):
+def test_emoji36_runs_through_the_same_evaluator(tiny_encoder, tmp_path, capsys):
     from data import emoji36
 
     data = tmp_path / "emoji36"
     emoji36.build(data, languages=("en", "ja"), only=["🤝", "🫱🏻‍🫲🏿", "🐱", "👋", "👋🏽"])
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_model, model_dir)
+    importlib.import_module("model").save(tiny_encoder, model_dir)
     assert main(["eval", "emoji36", "--data", str(data), "--model", str(model_dir), "--strict"]) == 0
     (run,) = list_runs()
     assert run.dataset == "emoji36/test" and run.languages == ["en", "ja"]
@@ -215,11 +209,11 @@ def test_emoji36_runs_through_the_same_evaluator(tiny_model, tmp_path, capsys):
 
 
 def test_int8_evaluation_is_its_own_run_with_its_own_embeddings(
-    tiny_model, clean_data, tmp_path, pixglot_home
+    tiny_encoder, clean_data, tmp_path, pixglot_home
 ):
     # Quantisation keeps the weights' fingerprint, so the embedding cache must still tell them apart.
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_model, model_dir)
+    importlib.import_module("model").save(tiny_encoder, model_dir)
     base = ["eval", "xm3600", "--data", str(clean_data), "--model", str(model_dir)]
     assert main([*base, "--out", str(tmp_path / "fp32")]) == 0
     cached = set((pixglot_home / "cache" / "embeddings").iterdir())
