@@ -199,6 +199,25 @@ def test_vit_rows_crop_matches_full_input_and_checks_bounds():
         net(x, rows=5)
 
 
+def test_vit_gradients_under_cpu_bf16_autocast_follow_fp32():
+    # Under CPU autocast the attention runs in fp32 (PyTorch's bf16 CPU attention backward is
+    # slow); the step must still be a bf16 step whose gradients point where fp32's do.
+    torch.manual_seed(0)
+    net = ViT({"width": 64, "depth": 2, "heads": 4, "mlp_dim": 128, "image_size": 64, "pool": "map"})
+    x = torch.randn(4, 3, 64, 64)
+
+    def gradient(bf16: bool) -> torch.Tensor:
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z = net(x)
+        (z.float() @ z.float().T).logsumexp(1).sum().backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None])
+
+    fp32, bf16 = gradient(False), gradient(True)
+    assert torch.isfinite(bf16).all() and not torch.equal(fp32, bf16)  # bf16 did run
+    assert torch.nn.functional.cosine_similarity(fp32, bf16, dim=0) > 0.99
+
+
 def test_precision_and_int8_options_stay_close(tiny):
     texts = tiny.encode_texts(TEXTS)
     for options in ({"precision": "bf16"}, {"quantize": "int8"}):

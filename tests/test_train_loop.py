@@ -94,8 +94,15 @@ def test_sigmoid_loss_learns_its_bias(shards: Path, tmp_path: Path) -> None:
         {"data": {"text_pairs": 0.25, "captions_per_image": 2}},
         {"optimizer": {"name": "adafactor", "accumulate": 2}, "schedule": {"kind": "rsqrt"}},
         {"data": {"cache_images": False, "shuffle_window": 1}, "run": {"grad_checkpointing": True}},
+        {"data": {"text_pairs": 0.25}, "run": {"precision": "bf16"}},
     ],
-    ids=["co-training", "grouped-captions", "adafactor-accumulate-rsqrt", "streamed-checkpointed"],
+    ids=[
+        "co-training",
+        "grouped-captions",
+        "adafactor-accumulate-rsqrt",
+        "streamed-checkpointed",
+        "cpu-bf16",
+    ],
 )
 def test_options_train(shards: Path, tmp_path: Path, sections: dict) -> None:
     out = tmp_path / "run"

@@ -65,7 +65,8 @@ Schema (section.key = default: meaning):
 
     [run]
     device = "auto"               "auto" (cuda if present), "cpu", "cuda", "cuda:1", ...
-    precision = "auto"            "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16"
+    precision = "auto"            "auto" (bf16 autocast on CUDA and on CPUs with native bf16, i.e.
+                                  AVX512-BF16 or AMX; fp32 on other CPUs), "fp32" or "bf16"
     threads = 0                   CPU threads of the training process (0: on CPU the cores the data
                                   workers leave, at least 1; on CUDA 1)
     log_every = 10                steps between log lines
