@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,22 @@ def test_demo_set_up_indexes_and_answers_queries(pixglot_home, tiny_encoder):
     assert len(hits) == 3 and {h.path for h in hits} == {str(p) for p in images.iterdir()}
     assert demo.prepare(only=["🐱", "🐶", "🌵"], progress=False) == images  # idempotent
     assert indexer.open_collection(demo.COLLECTION).count() == 3
+
+
+def test_demo_follows_new_demo_weights(pixglot_home, tiny_encoder):
+    # A checkout that ships new demo weights meets a demo indexed with the old ones: `make demo`
+    # re-encodes the demo collection instead of stopping at the model mismatch.
+    only = ["🐱", "🐶", "🌵"]
+    model.save(tiny_encoder, pixglot_home / "models" / demo.MODEL)
+    demo.prepare(only=only, progress=False)
+    newer = model.create("tiny-test", seed=1)
+    assert newer.fingerprint != tiny_encoder.fingerprint
+    shutil.rmtree(pixglot_home / "models" / demo.MODEL)
+    model.save(newer, pixglot_home / "models" / demo.MODEL)
+    demo.prepare(only=only, progress=False)
+    collection = indexer.open_collection(demo.COLLECTION)
+    assert collection.fingerprint == newer.fingerprint and collection.count() == 3
+    assert len(indexer.search(demo.COLLECTION, "猫", k=3)) == 3
 
 
 def flag_images(dataset: Path) -> set[str]:
