@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -14,6 +13,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
+import model
 from data.evaluation import DataIssuesError, evaluate_retrieval
 from data.runs import get_run, list_runs
 from pixglot.cli import main
@@ -160,7 +160,7 @@ def test_strict_also_fails_on_an_undecodable_image(tiny_encoder, tmp_path):
 
 def test_cli_strict_exits_non_zero_with_the_reason(tiny_encoder, dirty_data, tmp_path, capsys):
     models = Path(tmp_path / "models")
-    importlib.import_module("model").save(tiny_encoder, models / "tiny")
+    model.save(tiny_encoder, models / "tiny")
     code = main(["eval", "xm3600", "--data", str(dirty_data), "--model", str(models / "tiny"), "--strict"])
     assert code == 2
     assert "strict" in capsys.readouterr().err
@@ -168,7 +168,7 @@ def test_cli_strict_exits_non_zero_with_the_reason(tiny_encoder, dirty_data, tmp
 
 def test_protocols_compare_and_list_through_the_cli(tiny_encoder, clean_data, tmp_path, capsys):
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_encoder, model_dir)
+    model.save(tiny_encoder, model_dir)
     base = ["eval", "xm3600", "--data", str(clean_data), "--model", str(model_dir)]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
     assert main([*base, "--protocol", "first", "--languages", "en,de", "--out", str(tmp_path / "b")]) == 0
@@ -200,7 +200,7 @@ def test_emoji36_runs_through_the_same_evaluator(tiny_encoder, tmp_path, capsys)
     data = tmp_path / "emoji36"
     emoji36.build(data, languages=("en", "ja"), only=["🤝", "🫱🏻‍🫲🏿", "🐱", "👋", "👋🏽"])
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_encoder, model_dir)
+    model.save(tiny_encoder, model_dir)
     assert main(["eval", "emoji36", "--data", str(data), "--model", str(model_dir), "--strict"]) == 0
     (run,) = list_runs()
     assert run.dataset == "emoji36/test" and run.languages == ["en", "ja"]
@@ -213,7 +213,7 @@ def test_int8_evaluation_is_its_own_run_with_its_own_embeddings(
 ):
     # Quantisation keeps the weights' fingerprint, so the embedding cache must still tell them apart.
     model_dir = tmp_path / "tiny"
-    importlib.import_module("model").save(tiny_encoder, model_dir)
+    model.save(tiny_encoder, model_dir)
     base = ["eval", "xm3600", "--data", str(clean_data), "--model", str(model_dir)]
     assert main([*base, "--out", str(tmp_path / "fp32")]) == 0
     cached = set((pixglot_home / "cache" / "embeddings").iterdir())
