@@ -16,6 +16,7 @@ import contextlib
 import copy
 import functools
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -116,16 +117,18 @@ def _renderer_for(config_json: str) -> rendering.Renderer:
     return rendering.renderer_from_config(json.loads(config_json))
 
 
-def _render_for_model(renderer_json: str, trim: bool, text: str) -> tuple[np.ndarray, int | None]:
-    """Worker task: the rendered text and the patch rows the model reads (None: the whole canvas)."""
+def _render_for_model(
+    renderer_json: str, trim: bool, texts: list[str]
+) -> list[tuple[np.ndarray, int | None]]:
+    """Worker task: texts drawn as one batch, each with the patch rows the model reads (None: the
+    whole canvas)."""
     renderer = _renderer_for(renderer_json)
-    rendered = renderer.render_with_report(text)
-    image, report = rendered.image, rendered.report
+    images, reports = renderer.render_many(texts)
     if not trim:
-        return image, None
-    grid = image.shape[0] // renderer.patch_size
-    rows = min(max(1, report.rows_used), grid)
-    return image[: rows * renderer.patch_size], rows
+        return [(image, None) for image in images]
+    rows = [renderer.rows_read(report) for report in reports]
+    # Copies: a view would keep the whole batch of full canvases alive, and pickle all of it.
+    return [(image[: r * renderer.patch_size].copy(), r) for image, r in zip(images, rows, strict=True)]
 
 
 class Encoder:
@@ -254,9 +257,9 @@ class Encoder:
             index = [i for i, _ in items]
             out[index] = self._forward_uint8(np.stack([image for _, image in items]), rows)
 
-        for i, (image, rows) in enumerate(
-            ordered_map(task, texts, min_items=_MIN_TEXTS_FOR_WORKERS, chunk=256)
-        ):
+        chunks = [texts[i : i + rendering.BATCH] for i in range(0, len(texts), rendering.BATCH)]
+        drawn = ordered_map(task, chunks, min_items=_MIN_TEXTS_FOR_WORKERS // rendering.BATCH, chunk=1)
+        for i, (image, rows) in enumerate(itertools.chain.from_iterable(drawn)):
             groups.setdefault(rows, []).append((i, image))
             if len(groups[rows]) >= batch_size:
                 flush(rows)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from pixglot.errors import InputError
-from rendering.base import Renderer, Rendering, RenderReport
+from rendering.base import BATCH, Renderer, Rendering, RenderReport
 
 STYLES = ("shaped", "unifont")
 
@@ -45,6 +45,7 @@ def render(text: str, style: str = "shaped", **options) -> np.ndarray:
 
 
 __all__ = [
+    "BATCH",
     "STYLES",
     "RenderReport",
     "Renderer",

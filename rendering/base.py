@@ -11,6 +11,9 @@ import numpy as np
 
 # Below this many texts a process pool costs more than it saves.
 _MIN_TEXTS_PER_WORKER = 64
+# Texts drawn together by `render_many` in `render_batch`: large enough to share the per-call costs,
+# small enough to keep a batch's buffers in a few tens of MB.
+BATCH = 256
 
 
 @dataclass
@@ -69,19 +72,32 @@ class Renderer:
     def render_with_report(self, text: str) -> Rendering:
         raise NotImplementedError
 
+    def rows_read(self, report: RenderReport) -> int:
+        """Patch rows of a canvas that a model trimming its texts reads: those with text, at least one."""
+        return min(max(1, report.rows_used), self.image_size[0] // self.patch_size)
+
     def render(self, text: str) -> np.ndarray:
         return self.render_with_report(text).image
+
+    def render_many(self, texts: Sequence[str]) -> tuple[np.ndarray, list[RenderReport]]:
+        """Many texts drawn: N x H x W x 3 uint8 images and the report of each, in input order.
+        Renderers that draw a batch faster than one text at a time override this."""
+        renderings = [self.render_with_report(text) for text in texts]
+        h, w = self.image_size
+        images = np.stack([r.image for r in renderings]) if renderings else np.zeros((0, h, w, 3), np.uint8)
+        return images, [r.report for r in renderings]
 
     def render_batch(self, texts: Sequence[str], workers: int | None = None) -> np.ndarray:
         """N x H x W x 3 uint8, in input order; spreads large batches over all cores."""
         texts = list(texts)
         if workers is None:
             workers = min(os.cpu_count() or 1, max(1, len(texts) // _MIN_TEXTS_PER_WORKER))
+        chunk = BATCH if workers <= 1 else min(BATCH, -(-len(texts) // (workers * 4)))
+        chunks = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
         if workers <= 1:
-            images = [self.render(t) for t in texts]
+            images = [self.render_many(c)[0] for c in chunks]
         else:
-            chunk = -(-len(texts) // (workers * 4))
             with ProcessPoolExecutor(workers) as pool:
-                images = list(pool.map(self.render, texts, chunksize=chunk))
+                images = [images for images, _ in pool.map(self.render_many, chunks)]
         h, w = self.image_size
-        return np.stack(images) if images else np.zeros((0, h, w, 3), np.uint8)
+        return np.concatenate(images) if images else np.zeros((0, h, w, 3), np.uint8)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
 
 import freetype
 import numpy as np
 import uharfbuzz as hb
 from PIL import Image
 
+from rendering import kernels
 from rendering.fontstack import FontStack, default_stack
 
 # Unhinted outlines: the pixels then depend on the font file alone, not on the FreeType build's hinter.
@@ -19,26 +19,13 @@ _EMPTY = (np.zeros((0, 0), np.uint8), 0, 0)
 NO_INK = 1 << 30
 
 
-@dataclass
-class GlyphSet:
-    """Glyphs chosen for drawing: atlas slots with their ink extents (rows relative to the baseline;
-    NO_INK and -NO_INK for a glyph without ink)."""
-
-    slots: np.ndarray
-    sizes: np.ndarray
-    tops: np.ndarray
-    bottoms: np.ndarray
-
-    def select(self, mask: np.ndarray) -> GlyphSet:
-        return GlyphSet(self.slots[mask], self.sizes[mask], self.tops[mask], self.bottoms[mask])
-
-
 class GlyphAtlas:
     """Rasterised glyphs keyed by (font, glyph id, subpixel phase), one per process.
 
     Each glyph is stored as its inked pixels only: flat offsets into a buffer `stride` pixels wide,
-    relative to the glyph origin, and their darkness. Drawing a whole canvas is then one gather and
-    one unbuffered add, whatever the number of glyphs.
+    relative to the glyph origin, and their darkness, with its ink's top and bottom rows relative to
+    the baseline (NO_INK and -NO_INK for a glyph without ink). `tables` holds them as arrays for the
+    compiled drawing loops.
     """
 
     subpixel = 4  # horizontal positions are kept to a quarter pixel
@@ -51,7 +38,7 @@ class GlyphAtlas:
         self._faces: dict[int, freetype.Face] = {}
         self._slots: dict[int, int] = {}
         self._offsets = np.zeros(0, np.int64)
-        self._values = np.zeros(0, np.float64)
+        self._values = np.zeros(0, np.int32)
         self._used = 0
         self._start: list[int] = []
         self._size: list[int] = []
@@ -67,49 +54,38 @@ class GlyphAtlas:
             self._hb_fonts[index] = font
         return font
 
-    def lookup(self, fonts: np.ndarray, gids: np.ndarray, phases: np.ndarray) -> GlyphSet:
-        keys = ((fonts << 24) | (gids << 3) | phases).tolist()
+    def slots(self, keys: np.ndarray) -> np.ndarray:
+        """The atlas slots of glyphs given by `kernels.glyph_key`, rasterising those not seen yet."""
+        keys = keys.tolist()
         try:
-            found = np.fromiter(map(self._slots.__getitem__, keys), np.int64, len(keys))
+            return np.fromiter(map(self._slots.__getitem__, keys), np.int64, len(keys))
         except KeyError:  # a glyph not rasterised yet
-            found = np.fromiter(map(self._slot, keys), np.int64, len(keys))
-        _, size, top, bottom = self._tables()
-        return GlyphSet(found, size[found], top[found], bottom[found])
+            return np.fromiter(map(self._slot, keys), np.int64, len(keys))
 
-    def composite(self, glyphs: GlyphSet, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-        """A float64 darkness buffer of `shape` (`stride` wide) holding the glyphs' ink, glyph i's origin
-        at (x[i], y[i]).
-
-        The caller keeps the ink inside the buffer's rows and leaves room at the sides; pixels that
-        would still fall outside the buffer are dropped.
-        """
-        size = shape[0] * shape[1]
-        sizes = glyphs.sizes
-        ends = sizes.cumsum()
-        total = int(ends[-1]) if len(ends) else 0
-        if not total:
-            return np.zeros(shape)
-        start = self._tables()[0][glyphs.slots]
-        index = np.arange(total) + (start - (ends - sizes)).repeat(sizes)
-        flat = self._offsets[index] + (y * self.stride + x).repeat(sizes)
-        values = self._values[index]
-        if flat.min() < 0 or flat.max() >= size:
-            keep = (flat >= 0) & (flat < size)
-            flat, values = flat[keep], values[keep]
-        # Ink adds up where glyphs overlap (marks on their base, a kerned pair).
-        return np.bincount(flat, values, size).reshape(shape)
-
-    def _tables(self) -> tuple[np.ndarray, ...]:
+    @property
+    def tables(self) -> tuple[np.ndarray, ...]:
+        """(start, size, top, bottom) per slot, then (offsets, values) of all ink."""
         if self._arrays is None:
             self._arrays = tuple(
                 np.asarray(t, np.int64) for t in (self._start, self._size, self._top, self._bottom)
             )
-        return self._arrays
+        return (*self._arrays, self._offsets, self._values)
+
+    def composite(
+        self, slots: np.ndarray, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]
+    ) -> np.ndarray:
+        """An int32 darkness buffer of `shape` (`stride` wide) holding the glyphs' ink, glyph i's origin
+        at (x[i], y[i]); ink that would fall outside the buffer is dropped."""
+        out = np.zeros(shape, np.int32)
+        start, size, _, _, offsets, values = self.tables
+        lo, hi = np.zeros(len(slots), np.int64), np.full(len(slots), out.size)
+        kernels.composite(slots, x, y, lo, hi, start, size, offsets, values, out)
+        return out
 
     def _slot(self, key: int) -> int:
         slot = self._slots.get(key)
         if slot is None:
-            font, gid, phase = key >> 24, (key >> 3) & 0x1FFFFF, key & 7
+            font, gid, phase = kernels.split_glyph_key(key)
             slot = self._slots[key] = self._store(self._rasterise(font, gid, phase))
         return slot
 

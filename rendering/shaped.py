@@ -1,27 +1,27 @@
 """The `shaped` renderer: HarfBuzz shaping, Unicode bidi and a pinned Noto stack, one text line per patch row.
 
-Pipeline: normalise -> font and bidi level per code point (lookup tables) -> runs -> HarfBuzz per run ->
-greedy line breaking at word boundaries (between grapheme clusters in scripts without spaces) -> visual
-order per line (UAX #9 L2) -> one vectorised composite of cached glyph bitmaps for the whole canvas.
-Nothing loops in Python per pixel, and per glyph only the HarfBuzz results are read.
+Pipeline, for a batch of texts. Per text: normalise -> font and bidi level per code point (lookup
+tables) -> runs -> HarfBuzz per run. Then for the whole batch at once, in compiled loops
+(rendering.kernels): greedy line breaking at word boundaries (between grapheme clusters in scripts
+without spaces) -> each line's glyphs in visual order (UAX #9 L2; Python reorders the lines that
+mix directions) -> placement -> cached glyph bitmaps composited and shaded. Python works per text
+and per run, never per glyph or pixel (HarfBuzz's results come back as arrays, rendering.harfbuzz).
 """
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import regex
-import uharfbuzz as hb
 from PIL import Image
 
-from rendering import chartables
+from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
+from rendering.harfbuzz import Run, Shaper
 from rendering.text import bidi_levels, graphemes, normalize, reorder_runs
 
 DEFAULTS = {
@@ -35,25 +35,26 @@ DEFAULTS = {
     # Longer input cannot fit any canvas; cutting first bounds time and memory for any input.
     "max_chars": 2048,
 }
-_CJK = regex.compile(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]")
-_TSHEG = 0x0F0B
-_TIBETAN = regex.compile("\u0f0b")
+# Texts laid out and drawn together: enough to share the per-call costs, few enough for their
+# buffers to stay in the CPU's caches.
+_GROUP = 32
 _MARGIN = 32  # pixels composited beyond each side of the canvas, for ink that overhangs it, then cut
+_NO_TABLES = (np.zeros(0, bool), np.zeros(0, bool))
 
 
 @dataclass
 class _Shaped:
-    """All glyphs of a text, runs concatenated in logical order, each run in HarfBuzz's (visual) order."""
+    """Glyphs of texts, runs concatenated in logical order, each run in HarfBuzz's (visual) order."""
 
     gid: np.ndarray
-    cluster: np.ndarray  # code point offset of the glyph's cluster
+    cluster: np.ndarray  # code point offset of the glyph's cluster in its text
     advance: np.ndarray  # 26.6 pixels
     x_offset: np.ndarray
     y_offset: np.ndarray
     font: np.ndarray
     run: np.ndarray  # run index of each glyph
     run_levels: list[int]
-    text_length: int  # code points
+    text_length: int  # code points (of all the texts)
 
 
 @dataclass
@@ -75,6 +76,41 @@ class Layout:
         return list(zip(s.cluster[mine].tolist(), s.font[mine].tolist(), s.gid[mine].tolist(), strict=True))
 
 
+@dataclass
+class _Batch:
+    """Texts laid out together: their glyphs end to end, and their lines numbered across the batch."""
+
+    texts: list[str]  # normalised and cut
+    reports: list[RenderReport]
+    base_levels: list[int]
+    shaped: _Shaped
+    glyph_start: np.ndarray  # text t's glyphs are shaped[glyph_start[t]:glyph_start[t + 1]]
+    run_start: list[int]  # and its runs run_start[t]:run_start[t + 1]
+    lines: np.ndarray  # (texts, rows, 2): text t's lines are lines[t, :line_count[t]]
+    line_count: np.ndarray
+    line_start: np.ndarray  # text t's first line in the batch's numbering
+    order: np.ndarray  # glyphs drawn, text after text, line after line, left to right
+    line_of: np.ndarray  # their line in the batch's numbering
+
+    def layout(self, t: int) -> Layout:
+        """Text t's layout, in its own glyph and line numbering."""
+        lines = list(map(tuple, self.lines[t, : self.line_count[t]].tolist()))
+        if not self.texts[t]:
+            return Layout("", lines, None, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), self.reports[t])
+        g0, g1 = self.glyph_start[t], self.glyph_start[t + 1]
+        r0, r1 = self.run_start[t], self.run_start[t + 1]
+        s = self.shaped
+        shaped = _Shaped(
+            *(column[g0:g1] for column in (s.gid, s.cluster, s.advance, s.x_offset, s.y_offset, s.font)),
+            run=s.run[g0:g1] - r0,
+            run_levels=s.run_levels[r0:r1],
+            text_length=len(self.texts[t]),
+        )
+        mine = (self.order >= g0) & (self.order < g1)
+        order, line_of = self.order[mine] - g0, self.line_of[mine] - self.line_start[t]
+        return Layout(self.texts[t], lines, shaped, self.base_levels[t], order, line_of, self.reports[t])
+
+
 class ShapedRenderer(Renderer):
     style = "shaped"
 
@@ -82,10 +118,17 @@ class ShapedRenderer(Renderer):
         super().__init__({**DEFAULTS, **(config or {})})
         self._stack = stack  # None: the pinned stack of fonts.toml
         self._atlas: GlyphAtlas | None = None
+        self._shaper: Shaper | None = None
 
     def __getstate__(self) -> dict:
         # Workers rebuild fonts and caches themselves; HarfBuzz and FreeType objects do not pickle.
-        return {"config": self.config, "_stack": None, "_atlas": None}
+        return {"config": self.config, "_stack": None, "_atlas": None, "_shaper": None}
+
+    @property
+    def shaper(self) -> Shaper:
+        if self._shaper is None:
+            self._shaper = Shaper(self.atlas.stack, self.config["font_size"])
+        return self._shaper
 
     @property
     def atlas(self) -> GlyphAtlas:
@@ -96,32 +139,31 @@ class ShapedRenderer(Renderer):
     def render(self, text: str, language: str | None = None) -> np.ndarray:
         return self.render_with_report(text, language).image
 
-    def layout(self, text: str, language: str | None = None) -> Layout:
-        """Where every glyph goes, without drawing: the renderer's decisions, open to inspection and tests."""
-        report = RenderReport()
-        text, report.replaced = normalize(text)
-        text = self._cut(text, report)
-        if not text:
-            return Layout(text, [], None, 0, np.zeros(0, np.int64), np.zeros(0, np.int64), report)
-        cps = chartables.codepoints(text)
-        shaped, base_level = self._shape(text, cps, language, report)
-        lines = self._break_lines(text, cps, shaped, report)
-        report.lines = report.rows_used = len(lines)
-        order, line_of = self._visual_order(lines, shaped)
-        return Layout(text, lines, shaped, base_level, order, line_of, report)
-
     def render_with_report(self, text: str, language: str | None = None) -> Rendering:
         """Draw `text`; `language` (BCP 47, e.g. "ja") picks the CJK face where the text alone cannot."""
-        layout = self.layout(text, language)
-        image = np.full((*self.image_size, 3), self.config["background_brightness"], np.uint8)
-        if layout.lines:
-            # Only the rows that hold text are composited; the rest stays background.
-            darkness = self._draw(layout)[:, _MARGIN:-_MARGIN]
-            # Darkness is never negative, so clipping the table index is capping it at 255.
-            gray = self._shades.take(darkness.astype(np.int32), mode="clip")
-            for channel in range(3):  # three plain copies are far quicker than one broadcast
-                image[: len(gray), :, channel] = gray
-        return Rendering(image, layout.report)
+        images, reports = self.render_many([text], [language])
+        return Rendering(images[0], reports[0])
+
+    def layout(self, text: str, language: str | None = None) -> Layout:
+        """Where every glyph goes, without drawing: the renderer's decisions, open to inspection and tests."""
+        return self._lay_out([text], [language]).layout(0)
+
+    def render_many(
+        self, texts: Sequence[str], languages: Sequence[str | None] | None = None
+    ) -> tuple[np.ndarray, list[RenderReport]]:
+        """Draw many texts at once: each costs its shaping, while placing and compositing the glyphs
+        of all of them takes a few compiled calls. Returns N x H x W x 3 images and the reports."""
+        languages = languages or [None] * len(texts)
+        images = np.empty((len(texts), *self.image_size, 3), np.uint8)
+        reports: list[RenderReport] = []
+        for start in range(0, len(texts), _GROUP):
+            group = slice(start, start + _GROUP)
+            batch = self._lay_out(texts[group], languages[group])
+            darkness = self._draw(batch)
+            rows = (batch.line_start, batch.line_count, self.patch_size)
+            kernels.shade(darkness, *rows, _MARGIN, self._shades, images[group])
+            reports += batch.reports
+        return images, reports
 
     def _cut(self, text: str, report: RenderReport) -> str:
         limit = self.config["max_chars"]
@@ -131,200 +173,225 @@ class ShapedRenderer(Renderer):
         report.truncated = text[len(kept) :]
         return kept
 
+    def _lay_out(self, texts: Sequence[str], languages: Sequence[str | None]) -> _Batch:
+        reports = [RenderReport() for _ in texts]
+        cut = []
+        for text, report in zip(texts, reports, strict=True):
+            text, report.replaced = normalize(text)
+            cut.append(self._cut(text, report))
+        shaped, glyph_start, run_start, base_levels, classes = self._shape(cut, languages, reports)
+        no_space = np.fromiter((kinds & chartables.NO_SPACE for kinds in classes), bool, len(classes))
+        lines, line_count = self._break_lines(cut, shaped, glyph_start, no_space, reports)
+        line_start = np.concatenate(([0], np.cumsum(line_count)))
+        order, line_of = self._visual_order(shaped, glyph_start, run_start, lines, line_count, line_start)
+        return _Batch(
+            cut,
+            reports,
+            base_levels,
+            shaped,
+            glyph_start,
+            run_start,
+            lines,
+            line_count,
+            line_start,
+            order,
+            line_of,
+        )
+
     # -- shaping --------------------------------------------------------------------------------
 
     def _shape(
-        self, text: str, cps: np.ndarray, language: str | None, report: RenderReport
-    ) -> tuple[_Shaped, int]:
+        self, texts: list[str], languages: Sequence[str | None], reports: list[RenderReport]
+    ) -> tuple[_Shaped, np.ndarray, list[int], list[int], list[int]]:
+        """All texts' glyphs end to end, where each text's glyphs and runs start, and each text's
+        paragraph level and `chartables.layout_classes`."""
         stack = self.atlas.stack
-        if language is None and _CJK.search(text):
-            language = stack.guess_language(text)
-        fonts, missing = stack.assign(text, cps, language)
-        report.missing = [text[i] for i in missing]
-        base_level, levels = bidi_levels(text)
-        if fonts.count(fonts[0]) == len(fonts) and levels.count(levels[0]) == len(levels):
-            bounds = [0, len(text)]  # one run: the common case
-        else:
-            change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
-            bounds = [0, *change.tolist(), len(text)]
-        cp_list = cps.tolist()
-        gids, clusters, positions, run_of, run_levels, run_fonts = [], [], [], [], [], []
-        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            level, font = levels[start], fonts[start]
-            buf = hb.Buffer()
-            buf.add_codepoints(cp_list, start, end - start)  # the whole text is context for joining
-            buf.direction = "rtl" if level % 2 else "ltr"
-            buf.guess_segment_properties()
-            if language:
-                buf.language = language
-            hb.shape(self.atlas.hb_font(font), buf)
-            infos = buf.glyph_infos
-            gids += [g.codepoint for g in infos]
-            clusters += [g.cluster for g in infos]
-            positions += [p.position for p in buf.glyph_positions]
-            run_of.append(len(infos))
-            run_levels.append(level)
-            run_fonts.append(font)
-        # HarfBuzz positions are (x_offset, y_offset, x_advance, y_advance) in 26.6 pixels.
-        xy = np.fromiter(itertools.chain.from_iterable(positions), np.int64, 4 * len(positions)).reshape(
-            -1, 4
-        )
-        runs = np.arange(len(run_of)).repeat(run_of)
+        runs: list[Run] = []
+        run_start, run_levels, base_levels, classes = [0], [], [], []
+        for text, language, report in zip(texts, languages, reports, strict=True):
+            base_level, kinds = 0, chartables.layout_classes(text)
+            if text:
+                cps = chartables.codepoints(text)
+                if language is None and kinds & chartables.CJK:
+                    language = stack.guess_language(text)
+                fonts, missing = stack.assign(text, cps, language)
+                report.missing = [text[i] for i in missing]
+                base_level, levels = (
+                    bidi_levels(text) if kinds & chartables.MAYBE_RTL else (0, [0] * len(text))
+                )
+                if fonts.count(fonts[0]) == len(fonts) and levels.count(levels[0]) == len(levels):
+                    bounds = [0, len(text)]  # one run: the common case
+                else:
+                    change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
+                    bounds = [0, *change.tolist(), len(text)]
+                utf32 = text.encode("utf-32-le")
+                for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+                    level = levels[start]
+                    runs.append(Run(utf32, len(text), start, end, level % 2 == 1, fonts[start], language))
+                    run_levels.append(level)
+            run_start.append(len(runs))
+            base_levels.append(base_level)
+            classes.append(kinds)
+        glyphs = self.shaper.shape(runs)
+        fonts = np.fromiter((run.font for run in runs), np.int64, len(runs))
         shaped = _Shaped(
-            gid=np.array(gids, np.int64),
-            cluster=np.array(clusters, np.int64),
-            advance=xy[:, 2],
-            x_offset=xy[:, 0],
-            y_offset=xy[:, 1],
-            font=np.array(run_fonts)[runs],
-            run=runs,
+            gid=glyphs.gid,
+            cluster=glyphs.cluster,
+            advance=glyphs.advance,
+            x_offset=glyphs.x_offset,
+            y_offset=glyphs.y_offset,
+            font=np.repeat(fonts, glyphs.run_lengths),
+            run=np.repeat(np.arange(len(runs)), glyphs.run_lengths),
             run_levels=run_levels,
-            text_length=len(text),
+            text_length=sum(map(len, texts)),
         )
-        return shaped, base_level
+        glyph_start = np.concatenate(([0], np.cumsum(glyphs.run_lengths, dtype=np.int64)))[run_start]
+        return shaped, glyph_start, run_start, base_levels, classes
 
     # -- line breaking --------------------------------------------------------------------------
-
-    def _break_points(self, text: str, cps: np.ndarray) -> np.ndarray:
-        """Code point offsets where a line may end (UAX #14 style): after a space or a Tibetan tsheg, and
-        between grapheme clusters of scripts written without spaces, never before closing punctuation."""
-        before, after = cps[:-1], cps[1:]
-        ok = (before == 32) & (after != 32)
-        if _TIBETAN.search(text):
-            ok |= before == _TSHEG
-        if chartables.NO_SPACE_PATTERN.search(text):
-            no_space = chartables.no_space_script()
-            between = (
-                (no_space[before] | no_space[after]) & (after != 32) & ~chartables.no_break_before()[after]
-            )
-            ok |= between & np.isin(np.arange(1, len(cps)), self._cluster_bounds(text))
-        return np.append(np.flatnonzero(ok) + 1, len(cps))
 
     @staticmethod
     def _cluster_bounds(text: str) -> np.ndarray:
         return np.cumsum([len(c) for c in graphemes(text)])
 
     def _break_lines(
-        self, text: str, cps: np.ndarray, shaped: _Shaped, report: RenderReport
-    ) -> list[tuple[int, int]]:
-        """Greedy: a line takes the most words that fit; a word wider than the canvas breaks inside."""
+        self,
+        texts: list[str],
+        shaped: _Shaped,
+        glyph_start: np.ndarray,
+        no_space: np.ndarray,
+        reports: list[RenderReport],
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Greedy: a line takes the most words that fit; a word wider than the canvas breaks inside
+        (at word boundaries, UAX #14 style; between grapheme clusters in scripts without spaces, in
+        the texts where `no_space` is set). Returns the lines (texts x rows x 2 code point offsets)
+        and how many each text has."""
         height, width = self.image_size
-        limit = width * 64
-        if height >= self.patch_size and shaped.advance.min() >= 0 and shaped.advance.sum() <= limit:
-            return [(0, len(cps))]  # all of it fits the first line (the pen only moves right)
-        pen = np.zeros(len(cps) + 1, np.int64)  # pen[i]: x before code point i, 26.6
-        np.add.at(pen, shaped.cluster + 1, shaped.advance)
-        pen = np.cumsum(pen)
-        ends = self._break_points(text, cps)
-        ink_ends = ends - (cps[ends - 1] == 32)  # a trailing space takes no room
-        # Widths grow with the end, so for each line the ends that fit are a prefix: two bisections.
-        ends_list, ink_list, ink_pen, pen_list = (
-            ends.tolist(),
-            ink_ends.tolist(),
-            pen[ink_ends].tolist(),
-            pen.tolist(),
+        lines = np.zeros((len(texts), height // self.patch_size, 2), np.int64)
+        line_count = np.zeros(len(texts), np.int64)
+        rest = np.zeros(len(texts), np.int64)
+        tables = (
+            (chartables.no_space_script(), chartables.no_break_before()) if no_space.any() else _NO_TABLES
         )
-        lines: list[tuple[int, int]] = []
-        start = 0
-        while start < len(cps) and len(lines) < height // self.patch_size:
-            first = bisect.bisect_right(ends_list, start)
-            last = bisect.bisect_right(ink_pen, pen_list[start] + limit, lo=first) - 1
-            if last >= first:
-                end, ink_end = ends_list[last], ink_list[last]
-            else:
-                bounds = self._cluster_bounds(text)
-                inside = bounds[bounds > start]
-                fitting = inside[pen[inside] - pen[start] <= limit]
-                end = ink_end = int(fitting[-1]) if len(fitting) else int(inside[0])
-            lines.append((start, ink_end))
-            start = end
-        if start < len(cps):
-            report.truncated = text[start:] + report.truncated
-        return lines
+        cps = chartables.codepoints("".join(texts))
+        cp_start = np.concatenate(([0], np.cumsum([len(t) for t in texts], dtype=np.int64)))
+        args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, *tables)
+        kernels.break_batch(cps, cp_start, *args, lines, line_count, rest)
+        # Grapheme boundaries cost a regex pass: found only for the texts that turn out to need them.
+        for t in np.flatnonzero(line_count == kernels.NEED_CLUSTERS).tolist():
+            g0, g1 = glyph_start[t], glyph_start[t + 1]
+            line_count[t], rest[t] = kernels.break_lines(
+                cps[cp_start[t] : cp_start[t + 1]],
+                shaped.cluster[g0:g1],
+                shaped.advance[g0:g1],
+                width * 64,
+                no_space[t],
+                *tables,
+                self._cluster_bounds(texts[t]),
+                lines[t],
+            )
+        for t in np.flatnonzero(rest < cp_start[1:] - cp_start[:-1]).tolist():
+            reports[t].truncated = texts[t][rest[t] :] + reports[t].truncated
+        for report, count in zip(reports, line_count.tolist(), strict=True):
+            report.lines = report.rows_used = count
+        return lines, line_count
 
     # -- drawing --------------------------------------------------------------------------------
 
-    def _visual_order(self, lines: list[tuple[int, int]], shaped: _Shaped) -> tuple[np.ndarray, np.ndarray]:
-        """Indices of the drawn glyphs in visual order, line after line, and the line of each."""
-        if len(lines) == 1 and lines[0] == (0, shaped.text_length):
-            idx, line_of = np.arange(len(shaped.gid)), np.zeros(len(shaped.gid), np.int64)
-        else:
-            starts = np.asarray([start for start, _ in lines])
-            line_ends = np.asarray([end for _, end in lines])
-            line_of = np.searchsorted(starts, shaped.cluster, side="right") - 1
-            idx = np.flatnonzero(shaped.cluster < line_ends[line_of])
-        levels = set(shaped.run_levels)
-        if levels == {0} or (len(lines) == 1 and len(shaped.run_levels) == 1):
-            # HarfBuzz gives each run in visual order, and left-to-right runs follow one another.
-            return idx, line_of[idx]
-        if levels == {1}:
-            # Right to left throughout: runs in reverse order on each line, HarfBuzz's order inside a run.
-            idx = idx[np.lexsort((idx, -shaped.run[idx], line_of[idx]))]
-            return idx, line_of[idx]
-        order = []
-        for row in range(len(lines)):
-            mine = idx[line_of[idx] == row]
-            runs = shaped.run[mine]
-            splits = np.flatnonzero(np.diff(runs)) + 1
-            if len(splits):
-                pieces = np.split(mine, splits)
-                levels = [shaped.run_levels[int(runs[0])]] + [shaped.run_levels[int(runs[s])] for s in splits]
-                mine = np.concatenate([pieces[i] for i in reorder_runs(levels)])
-            order.append(mine)
-        idx = np.concatenate(order)
-        return idx, line_of[idx]
+    def _visual_order(
+        self,
+        shaped: _Shaped,
+        glyph_start: np.ndarray,
+        run_start: list[int],
+        lines: np.ndarray,
+        line_count: np.ndarray,
+        line_start: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The glyphs drawn, in visual order line after line, and the line of each (batch numbering)."""
+        idx, line_of, text_start = kernels.glyphs_on_lines(
+            shaped.cluster, glyph_start, lines, line_count, line_start
+        )
+        # HarfBuzz gives each run in visual order, and left-to-right runs follow one another: only
+        # texts with right-to-left runs, on lines that hold more than one run, are reordered.
+        for t in range(len(run_start) - 1):
+            levels = set(shaped.run_levels[run_start[t] : run_start[t + 1]])
+            runs = run_start[t + 1] - run_start[t]
+            if levels <= {0} or (line_count[t] == 1 and runs == 1):
+                continue
+            span = slice(text_start[t], text_start[t + 1])
+            mine, rows = idx[span], line_of[span]
+            if levels == {1}:
+                # Right to left throughout: runs in reverse order on each line, HarfBuzz's order inside a run.
+                visual = np.lexsort((mine, -shaped.run[mine], rows))
+            else:
+                runs = shaped.run[mine]
+                visual = np.concatenate(
+                    [
+                        self._reorder_runs(shaped.run_levels, runs, np.flatnonzero(rows == row))
+                        for row in np.unique(rows)
+                    ]
+                )
+            idx[span], line_of[span] = mine[visual], rows[visual]
+        return idx, line_of
 
-    def _draw(self, layout: Layout) -> np.ndarray:
-        """Darkness (0 = background) of the rows that hold text, `_MARGIN` wider than the canvas each side."""
+    @staticmethod
+    def _reorder_runs(run_levels: list[int], runs: np.ndarray, line: np.ndarray) -> np.ndarray:
+        """Positions `line` (one line's glyphs, in logical run order) with the runs in visual order
+        (UAX #9 rule L2); `runs` gives the run of each position."""
+        splits = np.flatnonzero(np.diff(runs[line])) + 1
+        if not len(splits):
+            return line
+        pieces = np.split(line, splits)
+        levels = [run_levels[int(runs[piece[0]])] for piece in pieces]
+        return np.concatenate([pieces[i] for i in reorder_runs(levels)])
+
+    def _draw(self, batch: _Batch) -> np.ndarray:
+        """Darkness (0 = background) of every line of the batch, one patch row each, stacked;
+        `_MARGIN` wider than the canvas each side."""
         _, width = self.image_size
         patch = self.patch_size
-        lines, shaped, base_level = layout.lines, layout.shaped, layout.base_level
-        order, line_of = layout.order, layout.line_of
-        shape = (len(lines) * patch, width + 2 * _MARGIN)
-        if not len(order):
-            return np.zeros(shape)
-        advance = shaped.advance[order]
-        pen = advance.cumsum() - advance
-        line_starts = np.searchsorted(line_of, np.arange(len(lines)))
-        if len(lines) > 1:
-            pen -= pen[line_starts][line_of]
-        if base_level % 2:  # right-aligned, as right-to-left readers expect
-            pen += (width * 64 - np.add.reduceat(advance, line_starts))[line_of]
-        left = pen + shaped.x_offset[order]
-        glyphs = self.atlas.lookup(
-            shaped.font[order], shaped.gid[order], left % 64 * self.atlas.subpixel // 64
+        shaped, line_of, line_start = batch.shaped, batch.line_of, batch.line_start
+        darkness = np.zeros((int(line_start[-1]) * patch, width + 2 * _MARGIN), np.int32)
+        if not len(batch.order):
+            return darkness
+        # Right-to-left paragraphs are right-aligned, as their readers expect.
+        align_right = np.repeat(np.asarray(batch.base_levels) % 2 == 1, batch.line_count)
+        atlas = self.atlas
+        x, lift, keys = kernels.place(
+            batch.order,
+            line_of,
+            shaped.advance,
+            shaped.x_offset,
+            shaped.y_offset,
+            shaped.font,
+            shaped.gid,
+            align_right,
+            width * 64,
+            _MARGIN,
+            atlas.subpixel,
         )
-        lift = (shaped.y_offset[order] + 32) // 64
-        x = left // 64 + _MARGIN
-        # Keep each line's ink inside its patch row: shift the baseline, or shrink a stack too tall for it.
-        top = np.minimum.reduceat(glyphs.tops - lift, line_starts).tolist()
-        bottom = np.maximum.reduceat(glyphs.bottoms - lift, line_starts).tolist()
-        baselines, too_tall = [], []
-        for row, (ink_top, ink_bottom) in enumerate(zip(top, bottom, strict=True)):
-            baseline = row * patch + self.config["baseline"]
-            baseline += max(0, row * patch - (baseline + ink_top))
-            baselines.append(baseline - max(0, baseline + ink_bottom - (row + 1) * patch))
-            too_tall.append(ink_bottom - ink_top > patch and ink_bottom > ink_top)
-        y = np.array(baselines)[line_of] - lift
-        if not any(too_tall):
-            return self.atlas.composite(glyphs, x, y, shape)
-        normal = ~np.take(too_tall, line_of)
-        darkness = self.atlas.composite(glyphs.select(normal), x[normal], y[normal], shape)
+        slots = atlas.slots(keys)
+        # Each line's ink is kept inside its patch row by moving the baseline, and never reaches
+        # another text's rows; a stack too tall for the row (Tibetan, say) is drawn apart and shrunk.
+        region = np.repeat(line_start[:-1], batch.line_count), np.repeat(line_start[1:], batch.line_count)
+        too_tall, top, bottom = kernels.draw_lines(
+            slots, x, lift, line_of, *region, patch, self.config["baseline"], *atlas.tables, darkness
+        )
         for row in np.flatnonzero(too_tall).tolist():
             mine = line_of == row
-            line_shape = (bottom[row] - top[row], shape[1])
-            line = self.atlas.composite(glyphs.select(mine), x[mine], -top[row] - lift[mine], line_shape)
-            self._paste_scaled(line[:, _MARGIN:-_MARGIN], row, base_level, darkness)
+            line_shape = (int(bottom[row] - top[row]), darkness.shape[1])
+            line = atlas.composite(slots[mine], x[mine], -top[row] - lift[mine], line_shape)
+            self._paste_scaled(line[:, _MARGIN:-_MARGIN], row, bool(align_right[row]), darkness)
         return darkness
 
-    def _paste_scaled(self, line: np.ndarray, row: int, base_level: int, darkness: np.ndarray) -> None:
+    def _paste_scaled(self, line: np.ndarray, row: int, align_right: bool, darkness: np.ndarray) -> None:
         patch, width = self.patch_size, self.image_size[1]
         scale = patch / line.shape[0]
         image = Image.fromarray(np.clip(line, 0, 255).astype(np.uint8))
         small = np.asarray(
-            image.resize((max(1, round(width * scale)), patch), Image.Resampling.BOX), np.float32
+            image.resize((max(1, round(width * scale)), patch), Image.Resampling.BOX), np.int32
         )
-        x0 = _MARGIN + (width - small.shape[1] if base_level % 2 else 0)
+        x0 = _MARGIN + (width - small.shape[1] if align_right else 0)
         darkness[row * patch : (row + 1) * patch, x0 : x0 + small.shape[1]] += small
 
     @functools.cached_property

@@ -30,12 +30,6 @@ _UNASSIGNED = regex.compile(r"\p{Cn}")
 _ISOLATES_AS_EMBEDDINGS = str.maketrans("\u2066\u2067\u2068\u2069", "\u202a\u202b\u202a\u202c")
 _CONTROLS = regex.compile(r"[\p{Cc}\p{Cs}]")
 _GRAPHEME = regex.compile(r"\X")
-# Blocks whose characters can be right-to-left, and the explicit RTL controls; text without any of
-# them is left-to-right throughout, which spares the (pure Python) bidi algorithm.
-_MAYBE_RTL = regex.compile(
-    "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff"
-    "\u200f\u202a-\u202e\u2066-\u2069]"
-)
 _STRONG_LTR_OR_NUMBER = regex.compile(
     r"[\p{Bidi_Class=L}\p{Bidi_Class=EN}\p{Bidi_Class=AN}\p{Bidi_Class=LRE}"
     r"\p{Bidi_Class=LRO}\p{Bidi_Class=LRI}\p{Bidi_Class=FSI}]"
@@ -64,9 +58,8 @@ def graphemes(text: str) -> list[str]:
 
 
 def bidi_levels(text: str) -> tuple[int, list[int]]:
-    """Paragraph level (from the first strong character) and the resolved level of each character."""
-    if not _MAYBE_RTL.search(text):
-        return 0, [0] * len(text)
+    """Paragraph level (from the first strong character) and the resolved level of each character.
+    A text without `chartables.MAYBE_RTL` characters is all level 0: callers can skip the algorithm."""
     base = get_base_level(text)
     if base == 1 and not _STRONG_LTR_OR_NUMBER.search(text):
         return 1, [1] * len(text)

@@ -269,6 +269,38 @@ def test_batch_in_worker_processes_equals_in_process(renderer):
     assert np.array_equal(alone, batched)
 
 
+# Texts that take every path of the batch drawing: empty, right-to-left and mixed lines, a Tibetan
+# stack too tall for its row, a word wider than the canvas, text past the last row, a CJK face chosen
+# by language, emoji; and glyphs whose ink reaches past a canvas edge, which must not land in the
+# neighbouring text's image.
+MIXED_BATCH = [
+    ("", None),
+    ("שלום 123 עולם " * 4, None),
+    ("the word שלום means peace and سلام too " * 3, None),
+    ("བསྒྲུབས་པོ་ཀྵྨྱོ " * 8, None),
+    ("Donaudampfschifffahrtsgesellschaftskapitän" * 3, None),
+    ("a fairly long caption that keeps going " * 30, None),
+    ("今日は良い天気です。" * 8, "ja"),
+    ("直", "zh"),
+    ("👩\u200d👩\u200d👧 🇯🇵 ❤️", None),
+    ("ก\u0e31\u0e49" * 40, None),
+    ("ẞ͟͟͟͟͟x" + "\u0301" * 12, None),
+    ("   ", None),
+]
+
+
+def test_a_batch_draws_each_text_as_it_would_alone(renderer):
+    texts, languages = zip(*MIXED_BATCH, strict=True)
+    images, reports = renderer.render_many(list(texts), list(languages))
+    assert images.shape == (len(texts), 224, 224, 3)
+    for text, language, image, report in zip(texts, languages, images, reports, strict=True):
+        alone = renderer.render_with_report(text, language)
+        assert np.array_equal(image, alone.image), text
+        assert report == alone.report, text
+    assert reports[3].lines > 1 and reports[5].truncated  # the tall stacks and the cut really ran
+    assert (images[3, :16, :, 0] < 128).sum() > 20 and (images[3, 16:32, :, 0] < 128).sum() > 20
+
+
 def test_custom_canvas_and_brightness():
     small = ShapedRenderer({"image_size": 64, "text_brightness": 0, "background_brightness": 127})
     image = small.render("hello")

@@ -281,15 +281,16 @@ class BatchSpec:
     text_pair_partner: str = "other_language"  # or "same_language"
 
 
-def render_text(renderer: rendering.Renderer, text: str, trim: bool) -> np.ndarray:
-    """The text's canvas as the model reads it: with `trim`, only the patch rows that hold text (at
-    least one), the rule of `Encoder.encode_texts`."""
-    rendered = renderer.render_with_report(text)
+def render_texts(renderer: rendering.Renderer, texts: Sequence[str], trim: bool) -> list[np.ndarray]:
+    """The texts' canvases as the model reads them: with `trim`, only the patch rows that hold text
+    (at least one), the rule of `Encoder.encode_texts`. Drawn as one batch."""
+    images, reports = renderer.render_many(texts)
     if not trim:
-        return rendered.image
-    grid = rendered.image.shape[0] // renderer.patch_size
-    rows = min(max(1, rendered.report.rows_used), grid)
-    return rendered.image[: rows * renderer.patch_size]
+        return list(images)
+    return [
+        image[: renderer.rows_read(report) * renderer.patch_size]
+        for image, report in zip(images, reports, strict=True)
+    ]
 
 
 def epoch_order(index: PairIndex, seed: int, epoch: int, window: int | None) -> np.ndarray:
@@ -399,10 +400,10 @@ class PairBatches(Dataset):
                 return int(rng.choice(candidates))
         return row
 
-    def _render(self, text: str) -> np.ndarray:
+    def _render(self, texts: list[str]) -> list[np.ndarray]:
         if self._renderer is None:
             self._renderer = rendering.renderer_from_config(self.spec.renderer)
-        return render_text(self._renderer, text, self.spec.text_trim)
+        return render_texts(self._renderer, texts, self.spec.text_trim)
 
     def __getitem__(self, batch: int) -> dict:
         """Images (each key once) of the image/text part, the left texts of the text/text pairs and
@@ -424,7 +425,7 @@ class PairBatches(Dataset):
                 return {"error": f"{self.images.where(row)}: {err.reason}"}
         rng = np.random.default_rng([self.spec.seed, 1, batch])
         partners = np.array([self.partner(row, rng) for row in rows[paired:].tolist()], np.int64)
-        groups, slots = group_by_height([self._render(self.index.texts[r]) for r in [*partners, *rows]])
+        groups, slots = group_by_height(self._render([self.index.texts[r] for r in [*partners, *rows]]))
         return {
             "error": "",
             "images": np.stack(pictures),

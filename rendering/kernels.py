@@ -1,0 +1,341 @@
+"""The `shaped` renderer's inner loops, compiled with numba: line breaking, glyph placement,
+compositing and shading.
+
+They run per code point, per glyph and per pixel. Written as numpy expressions they took dozens of
+array calls per text, and at a few microseconds per call that fixed cost, not the work, bounded the
+renderer's speed. Compiled loops do the same arithmetic, with the same integer rounding, in one call
+each.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numba
+import numpy as np
+
+from pixglot.home import cache_dir
+
+if "NUMBA_CACHE_DIR" not in os.environ:
+    # Compiled code is cached between processes, under PIXGLOT_HOME rather than in the source tree.
+    numba.config.CACHE_DIR = str(cache_dir("numba"))
+
+_SPACE = 32
+_TSHEG = 0x0F0B
+NEED_CLUSTERS = -1
+
+
+@numba.njit(cache=True)
+def _bisect_right(values: np.ndarray, x: int, lo: int, hi: int) -> int:
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if x < values[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@numba.njit(cache=True)
+def break_lines(
+    cps: np.ndarray,
+    cluster: np.ndarray,
+    advance: np.ndarray,
+    limit: int,
+    check_no_space: bool,
+    no_space: np.ndarray,
+    no_break_before: np.ndarray,
+    cluster_bounds: np.ndarray,
+    lines: np.ndarray,
+) -> tuple[int, int]:
+    """Greedy line breaking: each line takes the most words whose ink fits `limit` (26.6 pixels).
+
+    A line may end after a space, after a Tibetan tsheg, and (with `check_no_space`) between
+    grapheme clusters where either side is in a script written without spaces, never before
+    closing punctuation. A word wider than a line breaks at the last grapheme boundary that fits.
+    Writes (start, end of ink) code point offsets into `lines`, as many as it has rows, and returns
+    (lines written, offset where the text left off). Returns (NEED_CLUSTERS, 0) when it needs
+    the grapheme boundaries `cluster_bounds` (sorted offsets ending at len(cps)) and got none.
+    """
+    n = len(cps)
+    rows = lines.shape[0]
+    pen = np.zeros(n + 1, np.int64)  # pen[i]: x before code point i
+    widest = 0
+    fits = True
+    for g in range(len(cluster)):
+        pen[cluster[g] + 1] += advance[g]
+        widest += advance[g]
+        fits &= advance[g] >= 0
+    if rows >= 1 and fits and widest <= limit:
+        lines[0, 0] = 0
+        lines[0, 1] = n
+        return 1, n
+    for i in range(n):
+        pen[i + 1] += pen[i]
+    if check_no_space and len(cluster_bounds) == 0:
+        return NEED_CLUSTERS, 0
+    ends = np.empty(n, np.int64)
+    count = 0
+    bound = 0
+    for i in range(1, n):
+        before, after = cps[i - 1], cps[i]
+        ok = (before == _SPACE and after != _SPACE) or before == _TSHEG
+        if not ok and check_no_space and (no_space[before] or no_space[after]):
+            while cluster_bounds[bound] < i:
+                bound += 1
+            ok = after != _SPACE and not no_break_before[after] and cluster_bounds[bound] == i
+        if ok:
+            ends[count] = i
+            count += 1
+    ends[count] = n
+    count += 1
+    ink_ends = np.empty(count, np.int64)
+    ink_pen = np.empty(count, np.int64)
+    for k in range(count):
+        ink_ends[k] = ends[k] - (cps[ends[k] - 1] == _SPACE)  # a trailing space takes no room
+        ink_pen[k] = pen[ink_ends[k]]
+    written = 0
+    start = 0
+    while start < n and written < rows:
+        first = _bisect_right(ends, start, 0, count)
+        last = _bisect_right(ink_pen, pen[start] + limit, first, count) - 1
+        if last >= first:
+            end, ink_end = ends[last], ink_ends[last]
+        else:
+            if len(cluster_bounds) == 0:
+                return NEED_CLUSTERS, 0
+            first_after, last_fit = -1, -1
+            for b in cluster_bounds:
+                if b > start:
+                    first_after = b if first_after < 0 else first_after
+                    last_fit = b if pen[b] - pen[start] <= limit else last_fit
+            end = last_fit if last_fit >= 0 else first_after
+            ink_end = end
+        lines[written, 0] = start
+        lines[written, 1] = ink_end
+        written += 1
+        start = end
+    return written, start
+
+
+@numba.njit(cache=True)
+def break_batch(
+    cps: np.ndarray,
+    cp_start: np.ndarray,
+    cluster: np.ndarray,
+    advance: np.ndarray,
+    glyph_start: np.ndarray,
+    limit: int,
+    check_no_space: np.ndarray,
+    no_space: np.ndarray,
+    no_break_before: np.ndarray,
+    lines: np.ndarray,
+    line_count: np.ndarray,
+    rest: np.ndarray,
+) -> None:
+    """`break_lines` for each text of a batch (code points and glyphs end to end; text t's lines into
+    lines[t], their number into line_count[t], NEED_CLUSTERS where it needs grapheme boundaries)."""
+    no_bounds = np.zeros(0, np.int64)
+    for t in range(len(line_count)):
+        c0, c1, g0, g1 = cp_start[t], cp_start[t + 1], glyph_start[t], glyph_start[t + 1]
+        if c1 > c0:
+            line_count[t], rest[t] = break_lines(
+                cps[c0:c1],
+                cluster[g0:g1],
+                advance[g0:g1],
+                limit,
+                check_no_space[t],
+                no_space,
+                no_break_before,
+                no_bounds,
+                lines[t],
+            )
+
+
+@numba.njit(cache=True)
+def glyphs_on_lines(
+    cluster: np.ndarray,
+    glyph_start: np.ndarray,
+    lines: np.ndarray,
+    line_count: np.ndarray,
+    line_start: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The glyphs on some line (a glyph's cluster decides its line; those past the last line are not
+    drawn), in HarfBuzz's order, with their line in the batch's numbering, and where each text's
+    glyphs start among them."""
+    idx = np.empty(glyph_start[-1], np.int64)
+    line_of = np.empty(glyph_start[-1], np.int64)
+    text_start = np.zeros(len(line_count) + 1, np.int64)
+    m = 0
+    for t in range(len(line_count)):
+        count = line_count[t]
+        starts = lines[t, :count, 0].copy()
+        for g in range(glyph_start[t], glyph_start[t + 1]):
+            line = _bisect_right(starts, cluster[g], 0, count) - 1
+            if line >= 0 and cluster[g] < lines[t, line, 1]:
+                idx[m] = g
+                line_of[m] = line_start[t] + line
+                m += 1
+        text_start[t + 1] = m
+    return idx[:m], line_of[:m], text_start
+
+
+@numba.njit(cache=True)
+def glyph_key(font: int, gid: int, phase: int) -> int:
+    """The glyph atlas's key of a glyph drawn at a subpixel phase (0..7)."""
+    return (font << 24) | (gid << 3) | phase
+
+
+def split_glyph_key(key: int) -> tuple[int, int, int]:
+    return key >> 24, (key >> 3) & 0x1FFFFF, key & 7
+
+
+@numba.njit(cache=True)
+def place(
+    order: np.ndarray,
+    line_of: np.ndarray,
+    advance: np.ndarray,
+    x_offset: np.ndarray,
+    y_offset: np.ndarray,
+    font: np.ndarray,
+    gid: np.ndarray,
+    align_right: np.ndarray,
+    width: int,
+    margin: int,
+    subpixel: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where glyphs `order` (visual order, line after line; line_of[i] is the line of order[i]) go:
+    x of each origin in whole pixels plus `margin`, its lift above the baseline, and its atlas key
+    (the subpixel phase of x included). Each line starts at 0, or ends at `width` (26.6) where
+    align_right[line] is set."""
+    n = len(order)
+    x = np.empty(n, np.int64)
+    lift = np.empty(n, np.int64)
+    keys = np.empty(n, np.int64)
+    i = 0
+    while i < n:
+        j = i
+        total = 0
+        while j < n and line_of[j] == line_of[i]:
+            total += advance[order[j]]
+            j += 1
+        pen = width - total if align_right[line_of[i]] else 0
+        for k in range(i, j):
+            g = order[k]
+            left = pen + x_offset[g]
+            x[k] = left // 64 + margin
+            lift[k] = (y_offset[g] + 32) // 64
+            keys[k] = glyph_key(font[g], gid[g], left % 64 * subpixel // 64)
+            pen += advance[g]
+        i = j
+    return x, lift, keys
+
+
+@numba.njit(cache=True)
+def composite(
+    slots: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    start: np.ndarray,
+    size: np.ndarray,
+    offsets: np.ndarray,
+    values: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Add the glyphs' ink to `out` (2-D, as wide as the atlas stride), glyph i's origin at (x[i], y[i]).
+
+    Ink adds up where glyphs overlap (marks on their base, a kerned pair); pixels that fall outside
+    lo[i]..hi[i] (flat offsets into `out`, which glyph i may reach) are dropped.
+    """
+    flat = out.reshape(-1)
+    stride = out.shape[1]
+    for i in range(len(slots)):
+        origin = y[i] * stride + x[i]
+        s = start[slots[i]]
+        for k in range(s, s + size[slots[i]]):
+            at = offsets[k] + origin
+            if lo[i] <= at < hi[i]:
+                flat[at] += values[k]
+
+
+@numba.njit(cache=True)
+def draw_lines(
+    slots: np.ndarray,
+    x: np.ndarray,
+    lift: np.ndarray,
+    line_of: np.ndarray,
+    region_start: np.ndarray,
+    region_end: np.ndarray,
+    patch: int,
+    baseline: int,
+    start: np.ndarray,
+    size: np.ndarray,
+    top: np.ndarray,
+    bottom: np.ndarray,
+    offsets: np.ndarray,
+    values: np.ndarray,
+    out: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Composite each line into its patch row of `out` (line l's row starts at l * patch), the
+    baseline moved to keep the ink inside the row; ink never leaves the rows of lines
+    region_start[l]..region_end[l] (its text). Lines whose ink is taller than a row are left out:
+    returns which (and each line's ink top and bottom, relative to its baseline) for the caller to
+    scale them down.
+    """
+    n_lines = len(region_start)
+    ink_top = np.full(n_lines, 1 << 62, np.int64)
+    ink_bottom = np.full(n_lines, -(1 << 62), np.int64)
+    for i in range(len(slots)):
+        line = line_of[i]
+        ink_top[line] = min(ink_top[line], top[slots[i]] - lift[i])
+        ink_bottom[line] = max(ink_bottom[line], bottom[slots[i]] - lift[i])
+    too_tall = np.zeros(n_lines, np.bool_)
+    base = np.empty(n_lines, np.int64)
+    for row in range(n_lines):
+        b = row * patch + baseline
+        b += max(0, row * patch - (b + ink_top[row]))
+        base[row] = b - max(0, b + ink_bottom[row] - (row + 1) * patch)
+        too_tall[row] = ink_bottom[row] - ink_top[row] > patch
+    normal = np.empty(len(slots), np.bool_)
+    y = np.empty(len(slots), np.int64)
+    lo = np.empty(len(slots), np.int64)
+    hi = np.empty(len(slots), np.int64)
+    row_size = patch * out.shape[1]
+    for i in range(len(slots)):
+        line = line_of[i]
+        normal[i] = not too_tall[line]
+        y[i] = base[line] - lift[i]
+        lo[i] = region_start[line] * row_size
+        hi[i] = region_end[line] * row_size
+    composite(slots[normal], x[normal], y[normal], lo[normal], hi[normal], start, size, offsets, values, out)
+    return too_tall, ink_top, ink_bottom
+
+
+@numba.njit(cache=True)
+def shade(
+    darkness: np.ndarray,
+    line_start: np.ndarray,
+    line_count: np.ndarray,
+    patch: int,
+    margin: int,
+    shades: np.ndarray,
+    images: np.ndarray,
+) -> None:
+    """Fill N x H x W x 3 images: the background `shades[0]`, then gray levels `shades[darkness]`
+    (darkness capped at 255) in the rows of text t's lines, from the top, the `margin` columns each
+    side of `darkness` cut off. Each image is filled right before its ink is drawn, while it is in
+    the CPU's caches."""
+    height, width = images.shape[1], images.shape[2]
+    for t in range(len(line_count)):
+        images[t].fill(shades[0])
+        first = line_start[t] * patch
+        for r in range(min(line_count[t] * patch, height)):
+            for c in range(width):
+                d = darkness[first + r, c + margin]
+                if d > 0:
+                    g = shades[min(d, 255)]
+                    images[t, r, c, 0] = g
+                    images[t, r, c, 1] = g
+                    images[t, r, c, 2] = g

@@ -1,0 +1,44 @@
+"""The compiled drawing loops on hand-made glyphs, where a rule is too rare to meet in real text."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rendering import kernels
+
+
+def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
+    # Two texts of one 4-pixel line each, stacked in one 8-pixel-wide buffer. The glyph's only ink
+    # pixel lies one row below its origin and 9 columns right of it: past the buffer's right edge,
+    # so its flat offset falls on the next row, the first of the second text.
+    stride, patch, baseline = 8, 4, 2
+    start, size = np.array([0]), np.array([1])
+    top, bottom = np.array([1]), np.array([2])  # ink rows relative to the baseline
+    offsets, values = np.array([1 * stride + 9]), np.array([200], np.int32)
+    one_glyph = np.zeros(1, np.int64)
+    out = np.zeros((2 * patch, stride), np.int32)
+    too_tall, _, _ = kernels.draw_lines(
+        one_glyph,  # slot 0
+        one_glyph,  # at x = 0
+        one_glyph,  # no lift
+        one_glyph,  # on line 0
+        np.array([0, 1]),  # line l belongs to the text whose lines are region_start[l]..region_end[l]
+        np.array([1, 2]),
+        patch,
+        baseline,
+        start,
+        size,
+        top,
+        bottom,
+        offsets,
+        values,
+        out,
+    )
+    assert not too_tall.any()
+    assert not out.any(), "the pixel would have landed in row 4, the second text's"
+    # The same glyph one column further left stays inside its own row (row 3) and is drawn.
+    kernels.draw_lines(
+        one_glyph, one_glyph, one_glyph, one_glyph, np.array([0, 1]), np.array([1, 2]), patch, baseline,
+        start, size, top, bottom, np.array([1 * stride + 7]), values, out,
+    )  # fmt: skip
+    assert out[3, 7] == 200 and out.sum() == 200
