@@ -5,13 +5,18 @@ which Pixglot's virtual environment does not have; bench_render.py starts it as 
 One 224 x 224 canvas and a Noto Sans layout 224 px wide that wraps at words (or at characters
 inside over-long words) are reused; each caption clears the canvas, is laid out and drawn, and its
 pixels are copied out, as a renderer returning a new array does.
-Prints one JSON object: per set, the captions drawn in one pass and the seconds of each timed pass.
+
+It serves timed passes: for each set name ("captions" or "queries") read from stdin it draws that set
+`--loops` times and prints one JSON line with the number of texts drawn and the seconds taken. The
+first line it prints names the Pango and cairo versions. bench_render.py interleaves these passes
+with its own, so that both sides see the same moments of a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 import gi
@@ -46,23 +51,17 @@ class Canvas:
         return bytes(self.surface.get_data())
 
 
-def timed_passes(texts: list[str], canvas: Canvas, repeats: int, loops: int) -> list[float]:
-    for text in texts:  # warm-up: font loading, shaping caches
-        canvas.draw(text)
-    passes = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(loops):
-            for text in texts:
-                canvas.draw(text)
-        passes.append(time.perf_counter() - start)
-    return passes
+def timed_pass(texts: list[str], canvas: Canvas, loops: int) -> float:
+    start = time.perf_counter()
+    for _ in range(loops):
+        for text in texts:
+            canvas.draw(text)
+    return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("captions", help="JSON lines with 'caption' and 'query' fields")
-    parser.add_argument("--repeats", type=int, default=5, help="timed passes")
     parser.add_argument("--loops", type=int, default=5, help="times each pass draws the whole set")
     parser.add_argument("--font", default="Noto Sans")
     parser.add_argument("--pixels", type=int, default=11, help="font size in pixels")
@@ -72,12 +71,17 @@ def main() -> None:
     font = Pango.FontDescription.from_string(args.font)
     font.set_absolute_size(args.pixels * Pango.SCALE)
     canvas = Canvas(font)
-    result = {"pango": Pango.version_string(), "cairo": cairo.cairo_version_string(), "sets": {}}
-    for name, field in (("captions", "caption"), ("queries", "query")):
-        texts = [row[field] for row in rows]
-        passes = timed_passes(texts, canvas, args.repeats, args.loops)
-        result["sets"][name] = {"n": len(texts) * args.loops, "passes_s": passes}
-    print(json.dumps(result))
+    sets = {
+        name: [row[field] for row in rows] for name, field in (("captions", "caption"), ("queries", "query"))
+    }
+    for texts in sets.values():  # warm-up: font loading, shaping caches
+        for text in texts:
+            canvas.draw(text)
+    print(json.dumps({"pango": Pango.version_string(), "cairo": cairo.cairo_version_string()}), flush=True)
+    for line in sys.stdin:
+        texts = sets[line.strip()]
+        seconds = timed_pass(texts, canvas, args.loops)
+        print(json.dumps({"n": len(texts) * args.loops, "seconds": seconds}), flush=True)
 
 
 if __name__ == "__main__":
