@@ -122,13 +122,9 @@ def _render_for_model(
 ) -> list[tuple[np.ndarray, int | None]]:
     """Worker task: texts drawn as one batch, each with the patch rows the model reads (None: the
     whole canvas)."""
-    renderer = _renderer_for(renderer_json)
-    images, reports = renderer.render_many(texts)
-    if not trim:
-        return [(image, None) for image in images]
-    rows = [renderer.rows_read(report) for report in reports]
-    # Copies: a view would keep the whole batch of full canvases alive, and pickle all of it.
-    return [(image[: r * renderer.patch_size].copy(), r) for image, r in zip(images, rows, strict=True)]
+    drawn = _renderer_for(renderer_json).render_for_model(texts, trim)
+    # Copies: a view would keep its whole batch of full canvases alive while it waits to be encoded.
+    return [(image.copy(), rows) for image, rows in drawn]
 
 
 class Encoder:

@@ -72,10 +72,6 @@ class Renderer:
     def render_with_report(self, text: str) -> Rendering:
         raise NotImplementedError
 
-    def rows_read(self, report: RenderReport) -> int:
-        """Patch rows of a canvas that a model trimming its texts reads: those with text, at least one."""
-        return min(max(1, report.rows_used), self.image_size[0] // self.patch_size)
-
     def render(self, text: str) -> np.ndarray:
         return self.render_with_report(text).image
 
@@ -86,6 +82,17 @@ class Renderer:
         h, w = self.image_size
         images = np.stack([r.image for r in renderings]) if renderings else np.zeros((0, h, w, 3), np.uint8)
         return images, [r.report for r in renderings]
+
+    def render_for_model(self, texts: Sequence[str], trim: bool) -> list[tuple[np.ndarray, int | None]]:
+        """Texts as a model reads them, drawn as one batch: with `trim`, each canvas cut to the patch
+        rows that hold text (at least one) and that number of rows; without, the whole canvas and
+        None. The canvases are views into the batch's array."""
+        images, reports = self.render_many(texts)
+        if not trim:
+            return [(image, None) for image in images]
+        grid = self.image_size[0] // self.patch_size
+        rows = [min(max(1, report.rows_used), grid) for report in reports]
+        return [(image[: r * self.patch_size], r) for image, r in zip(images, rows, strict=True)]
 
     def render_batch(self, texts: Sequence[str], workers: int | None = None) -> np.ndarray:
         """N x H x W x 3 uint8, in input order; spreads large batches over all cores."""

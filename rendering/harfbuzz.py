@@ -60,7 +60,6 @@ class Run(NamedTuple):
     """A stretch of one text in one font and direction; the whole text is context for shaping."""
 
     utf32: bytes  # the whole text, UTF-32LE
-    length: int  # its code points
     start: int  # the run, as code point offsets into the text
     end: int
     rtl: bool
@@ -98,7 +97,7 @@ class Shaper:
         try:
             for run in runs:
                 _buffer_clear(buf)
-                _buffer_add_utf32(buf, run.utf32, run.length, run.start, run.end - run.start)
+                _buffer_add_utf32(buf, run.utf32, len(run.utf32) // 4, run.start, run.end - run.start)
                 _buffer_set_direction(buf, _RTL if run.rtl else _LTR)
                 _buffer_guess(buf)
                 if run.language:

@@ -54,7 +54,6 @@ class _Shaped:
     font: np.ndarray
     run: np.ndarray  # run index of each glyph
     run_levels: list[int]
-    text_length: int  # code points (of all the texts)
 
 
 @dataclass
@@ -104,7 +103,6 @@ class _Batch:
             *(column[g0:g1] for column in (s.gid, s.cluster, s.advance, s.x_offset, s.y_offset, s.font)),
             run=s.run[g0:g1] - r0,
             run_levels=s.run_levels[r0:r1],
-            text_length=len(self.texts[t]),
         )
         mine = (self.order >= g0) & (self.order < g1)
         order, line_of = self.order[mine] - g0, self.line_of[mine] - self.line_start[t]
@@ -227,7 +225,7 @@ class ShapedRenderer(Renderer):
                 utf32 = text.encode("utf-32-le")
                 for start, end in zip(bounds[:-1], bounds[1:], strict=True):
                     level = levels[start]
-                    runs.append(Run(utf32, len(text), start, end, level % 2 == 1, fonts[start], language))
+                    runs.append(Run(utf32, start, end, level % 2 == 1, fonts[start], language))
                     run_levels.append(level)
             run_start.append(len(runs))
             base_levels.append(base_level)
@@ -243,7 +241,6 @@ class ShapedRenderer(Renderer):
             font=np.repeat(fonts, glyphs.run_lengths),
             run=np.repeat(np.arange(len(runs)), glyphs.run_lengths),
             run_levels=run_levels,
-            text_length=sum(map(len, texts)),
         )
         glyph_start = np.concatenate(([0], np.cumsum(glyphs.run_lengths, dtype=np.int64)))[run_start]
         return shaped, glyph_start, run_start, base_levels, classes
@@ -315,8 +312,7 @@ class ShapedRenderer(Renderer):
         # texts with right-to-left runs, on lines that hold more than one run, are reordered.
         for t in range(len(run_start) - 1):
             levels = set(shaped.run_levels[run_start[t] : run_start[t + 1]])
-            runs = run_start[t + 1] - run_start[t]
-            if levels <= {0} or (line_count[t] == 1 and runs == 1):
+            if levels <= {0} or (line_count[t] == 1 and run_start[t + 1] - run_start[t] == 1):
                 continue
             span = slice(text_start[t], text_start[t + 1])
             mine, rows = idx[span], line_of[span]

@@ -164,8 +164,8 @@ def test_texts_are_trimmed_to_the_rows_they_fill(shards: Path) -> None:
         right = texts_in_order(batch)[len(batch["left_text_keys"]) :]
         assert [t.shape for t in right] == [(expected(t), 64, 3) for t in texts]
     # "schwarz" fills one row of a 64 px canvas; the trimmed canvas is what the renderer drew on top.
-    image, tall = train_data.render_texts(renderer, ["schwarz", "schwarz " * 12], trim=True)
-    assert tall.shape[0] > 16
+    (image, rows), (tall, _) = renderer.render_for_model(["schwarz", "schwarz " * 12], trim=True)
+    assert rows == 1 and tall.shape[0] > 16
     assert image.shape == (16, 64, 3) and image.min() < 128
     assert np.array_equal(image, renderer.render("schwarz")[:16])
 

@@ -281,18 +281,6 @@ class BatchSpec:
     text_pair_partner: str = "other_language"  # or "same_language"
 
 
-def render_texts(renderer: rendering.Renderer, texts: Sequence[str], trim: bool) -> list[np.ndarray]:
-    """The texts' canvases as the model reads them: with `trim`, only the patch rows that hold text
-    (at least one), the rule of `Encoder.encode_texts`. Drawn as one batch."""
-    images, reports = renderer.render_many(texts)
-    if not trim:
-        return list(images)
-    return [
-        image[: renderer.rows_read(report) * renderer.patch_size]
-        for image, report in zip(images, reports, strict=True)
-    ]
-
-
 def epoch_order(index: PairIndex, seed: int, epoch: int, window: int | None) -> np.ndarray:
     """The rows of one epoch in training order."""
     rng = np.random.default_rng([seed, 0, epoch])
@@ -403,7 +391,8 @@ class PairBatches(Dataset):
     def _render(self, texts: list[str]) -> list[np.ndarray]:
         if self._renderer is None:
             self._renderer = rendering.renderer_from_config(self.spec.renderer)
-        return render_texts(self._renderer, texts, self.spec.text_trim)
+        # The rule of `Encoder.encode_texts`: with text_trim, only the patch rows that hold text.
+        return [image for image, _ in self._renderer.render_for_model(texts, self.spec.text_trim)]
 
     def __getitem__(self, batch: int) -> dict:
         """Images (each key once) of the image/text part, the left texts of the text/text pairs and
