@@ -182,12 +182,8 @@ class FontStack:
         strong, cover = zip(*map(self._char_fonts.__getitem__, set(text)), strict=True)
         picked = set(strong) - {INHERIT}
         if len(picked) == 1:
-            font = picked.pop()
-            if (
-                font != NO_FONT
-                and self._presentation_is_plain(text, font, language)
-                and functools.reduce(operator.and_, cover) >> font & 1
-            ):
+            font = self._plain_font(text, picked.pop(), language)
+            if font is not None and functools.reduce(operator.and_, cover) >> font & 1:
                 return [font] * len(cps), []
         fonts, missing = self._assign_mixed(cps, language)
         return fonts.tolist(), np.flatnonzero(missing).tolist()
@@ -205,11 +201,18 @@ class FontStack:
 
         return _Memo(learn)
 
-    def _presentation_is_plain(self, text: str, font: int, language: str | None) -> bool:
-        """No emoji presentation asked for, and no CJK face other than `font` wanted."""
-        if self.emoji is not None and font != self.emoji and "\ufe0f" in text:
-            return False
-        return font not in self._cjk or self._preferred_cjk(language) == font
+    def _plain_font(self, text: str, font: int, language: str | None) -> int | None:
+        """The one font for a text whose characters all take `font` first, when no emoji presentation
+        is asked for: `font`, or the CJK face the language prefers, to which `_assign_mixed` would move
+        every character (the caller checks that it covers them). None: the text needs the mixed path."""
+        if font == NO_FONT or (self.emoji is not None and font != self.emoji and "\ufe0f" in text):
+            return None
+        if font not in self._cjk:
+            return font
+        preferred = self._preferred_cjk(language)
+        if preferred == font:
+            return font
+        return preferred if preferred is not None and preferred != min(self._cjk) else None
 
     def _preferred_cjk(self, language: str | None) -> int | None:
         return next((i for i in self.order(language) if self.fonts[i].languages), None)

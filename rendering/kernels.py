@@ -1,5 +1,5 @@
-"""The `shaped` renderer's inner loops, compiled with numba: line breaking, glyph placement,
-compositing and shading.
+"""The renderers' inner loops, compiled with numba: the `shaped` renderer's line breaking, glyph
+placement, compositing and shading, and the `unifont` renderer's wrapping and drawing.
 
 They run per code point, per glyph and per pixel. Written as numpy expressions they took dozens of
 array calls per text, and at a few microseconds per call that fixed cost, not the work, bounded the
@@ -323,13 +323,12 @@ def shade(
     shades: np.ndarray,
     images: np.ndarray,
 ) -> None:
-    """Fill N x H x W x 3 images: the background `shades[0]`, then gray levels `shades[darkness]`
-    (darkness capped at 255) in the rows of text t's lines, from the top, the `margin` columns each
-    side of `darkness` cut off. Each image is filled right before its ink is drawn, while it is in
-    the CPU's caches."""
+    """Write gray levels `shades[darkness]` (darkness capped at 255) over N x H x W x 3 images that
+    already hold the background, in the rows of text t's lines, from the top, the `margin` columns
+    each side of `darkness` cut off. Only inked pixels are written: the caller fills the background
+    with one memset, whose streaming stores cost half of what filling cold memory pixel by pixel here does."""
     height, width = images.shape[1], images.shape[2]
     for t in range(len(line_count)):
-        images[t].fill(shades[0])
         first = line_start[t] * patch
         for r in range(min(line_count[t] * patch, height)):
             for c in range(width):
@@ -339,3 +338,62 @@ def shade(
                     images[t, r, c, 0] = g
                     images[t, r, c, 1] = g
                     images[t, r, c, 2] = g
+
+
+@numba.njit(cache=True)
+def unifont_draw(
+    cps: np.ndarray,
+    text_start: np.ndarray,
+    index: np.ndarray,
+    widths: np.ndarray,
+    strip_start: np.ndarray,
+    ink: np.ndarray,
+    text_value: int,
+    images: np.ndarray,
+    drawn: np.ndarray,
+    lines: np.ndarray,
+    flags: np.ndarray,
+) -> None:
+    """big_vision's `render_unifont` for text t = cps[text_start[t]:text_start[t + 1]] into images[t]
+    (height x width*3 bytes that hold the background): glyphs trimmed to `widths` columns from
+    ink column `strip_start`, wrapped by character at row floor(end / (width - widest glyph)).
+    Sets how many code points were drawn, the lines used, and `flags` bit 1 where a drawn code point
+    has no glyph, bit 2 where the text holds a lone surrogate (drawn as U+FFFD)."""
+    height, width = images.shape[1], images.shape[2] // 3
+    rows = (height + 15) // 16
+    for t in range(len(text_start) - 1):
+        a, b = text_start[t], text_start[t + 1]
+        widest = 0
+        for i in range(a, b):
+            cp = cps[i]
+            if 0xD800 <= cp <= 0xDFFF:
+                cp = 0xFFFD
+                flags[t] |= 2
+            widest = max(widest, widths[index[cp]])
+        end, row, origin, n = 0, 0, 0, 0
+        for i in range(a, b):
+            cp = cps[i]
+            if 0xD800 <= cp <= 0xDFFF:
+                cp = 0xFFFD
+            glyph = index[cp]
+            w = widths[glyph]
+            begin = end
+            end += w
+            line = end // (width - widest)
+            if line >= rows:
+                break
+            if line != row:
+                row, origin = line, begin
+            if glyph == 0:
+                flags[t] |= 1
+            x = 3 * (begin - origin)
+            for y in range(min(16, height - 16 * line)):
+                for j in range(w):
+                    if ink[y, strip_start[glyph] + j]:
+                        at = x + 3 * j
+                        images[t, 16 * line + y, at] = text_value
+                        images[t, 16 * line + y, at + 1] = text_value
+                        images[t, 16 * line + y, at + 2] = text_value
+            n += 1
+        drawn[t] = n
+        lines[t] = row + 1 if n else 0

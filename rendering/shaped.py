@@ -152,7 +152,7 @@ class ShapedRenderer(Renderer):
         """Draw many texts at once: each costs its shaping, while placing and compositing the glyphs
         of all of them takes a few compiled calls. Returns N x H x W x 3 images and the reports."""
         languages = languages or [None] * len(texts)
-        images = np.empty((len(texts), *self.image_size, 3), np.uint8)
+        images = np.full((len(texts), *self.image_size, 3), self._shades[0], np.uint8)  # see kernels.shade
         reports: list[RenderReport] = []
         for start in range(0, len(texts), _GROUP):
             group = slice(start, start + _GROUP)

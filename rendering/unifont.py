@@ -14,9 +14,12 @@ Glyph bitmaps come from `rendering.unifont_font`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from pixglot.errors import InputError
+from rendering import kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.unifont_font import BMP_END, CELL, trimmed
 
@@ -82,7 +85,6 @@ class UnifontRenderer(Renderer):
         self._patch = _int_option(cfg, "patch_size", 1)
         self._text_value = _int_option(cfg, "text_brightness", 0, 255)
         self._background = np.uint8(_int_option(cfg, "background_brightness", 0, 255))
-        self._ink_step = np.uint8((self._text_value - int(self._background)) % 256)
         self._spacing = _int_option(cfg, "spacing", 0, CELL)
         self._min_width = _int_option(cfg, "min_width", 0, CELL)
         max_chars = cfg.get("max_chars", DEFAULTS["max_chars"])
@@ -92,62 +94,43 @@ class UnifontRenderer(Renderer):
             raise InputError(f"unifont renderer option lower={self._lower!r}: expected true or false")
 
     def render_with_report(self, text: str) -> Rendering:
-        if not isinstance(text, str):
-            raise InputError(f"text to render must be a str, not {type(text).__name__}")
-        height, width = self._height, self._width
-        report = RenderReport()
-        shown = text[: self._max_chars] if self._max_chars else text
-        if self._lower:
-            shown = shown.translate(_ASCII_LOWER)
-        cps = np.frombuffer(shown.encode("utf-32-le", "surrogatepass"), np.uint32)
-        image = np.full((height, width * 3), self._background, np.uint8)  # RGB rows, channels interleaved
-        drawn = 0
-        if len(cps):
-            top = int(cps.max())
-            if top >= _SURROGATES[0]:
-                surrogate = (cps >= _SURROGATES[0]) & (cps <= _SURROGATES[1])
-                if surrogate.any():
-                    # A lone surrogate is not a character; a UTF-8 decoder would give U+FFFD for it.
-                    report.replaced = [shown[i] for i in np.flatnonzero(surrogate)]
-                    cps = np.where(surrogate, _REPLACEMENT, cps)
-            glyphs, trim = trimmed(top >= BMP_END, self._spacing, self._min_width)
-            glyph = glyphs.index[cps]
-            widths = trim.width[glyph]
-            ends = np.cumsum(widths)
-            row = ends // (width - int(widths.max()))
-            drawn = int(np.searchsorted(row, -(-height // CELL)))  # glyphs on rows that reach the canvas
-            glyph, widths, ends, row = glyph[:drawn], widths[:drawn], ends[:drawn], row[:drawn]
-            if not glyph.all():
-                report.missing = list(dict.fromkeys(chr(cp) for cp in cps[:drawn][glyph == 0]))
-            report.lines = int(row[-1]) + 1
-            self._draw(image, glyphs.ink, trim.strip_start[glyph], widths, ends, row, report.lines)
-        if drawn < len(text):
-            report.truncated = text[drawn:]
-        report.rows_used = min(-(-report.lines * CELL // self._patch), -(-height // self._patch))
-        return Rendering(image.reshape(height, width, 3), report)
+        images, reports = self.render_many([text])
+        return Rendering(images[0], reports[0])
 
-    def _draw(
-        self,
-        image: np.ndarray,
-        strip: np.ndarray,
-        strip_starts: np.ndarray,
-        widths: np.ndarray,
-        ends: np.ndarray,
-        row: np.ndarray,
-        lines: int,
-    ) -> None:
-        """Write the trimmed glyphs, row by row from x = 0, into `image` (height x width*3 RGB bytes)."""
-        total = int(ends[-1])
-        if total == 0:
-            return
-        begins = ends - widths  # of each glyph in the running sum of widths, i.e. in one endless line
-        # Column i of the endless line is strip column (strip_start + i - begin) of its glyph.
-        source = np.arange(total) + np.repeat(strip_starts - begins, widths)
-        ink = np.take(strip, source, axis=1)  # (16, total), 0 or 1
-        # The op's uint8 arithmetic: 0 -> background, 1 -> background + (text - background) = text.
-        values = ink * self._ink_step + self._background
-        rgb = np.repeat(values, 3, axis=1)
-        cuts = [0, *(3 * begins[np.searchsorted(row, np.arange(1, lines))]).tolist(), 3 * total]
-        for line in range(lines):
-            band = image[line * CELL : (line + 1) * CELL]  # the last one may be cut by the canvas
-            band[:, : cuts[line + 1] - cuts[line]] = rgb[: len(band), cuts[line] : cuts[line + 1]]
+    def render_many(self, texts: Sequence[str]) -> tuple[np.ndarray, list[RenderReport]]:
+        """All texts drawn by one compiled call into one array, its background set by one memset."""
+        shown = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise InputError(f"text to render must be a str, not {type(text).__name__}")
+            shown.append(text[: self._max_chars] if self._max_chars else text)
+        joined = "".join(shown)
+        if self._lower:
+            joined = joined.translate(_ASCII_LOWER)
+        cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), np.uint32)
+        text_start = np.zeros(len(texts) + 1, np.int64)
+        np.cumsum([len(s) for s in shown], out=text_start[1:])
+        glyphs, trim = trimmed(bool(len(cps)) and int(cps.max()) >= BMP_END, self._spacing, self._min_width)
+        images = np.full((len(texts), self._height, self._width * 3), self._background, np.uint8)
+        drawn, lines, flags = (np.zeros(len(texts), np.int64) for _ in range(3))
+        kernels.unifont_draw(
+            cps, text_start, glyphs.index, trim.width, trim.strip_start, glyphs.ink, self._text_value,
+            images, drawn, lines, flags,
+        )  # fmt: skip
+        reports = []
+        for t, text in enumerate(texts):
+            report = RenderReport(lines=int(lines[t]))
+            mine = cps[text_start[t] : text_start[t + 1]]
+            surrogate = (mine >= _SURROGATES[0]) & (mine <= _SURROGATES[1]) if flags[t] & 2 else None
+            if surrogate is not None:
+                # A lone surrogate is not a character; a UTF-8 decoder would give U+FFFD for it.
+                report.replaced = [shown[t][i] for i in np.flatnonzero(surrogate)]
+                mine = np.where(surrogate, _REPLACEMENT, mine)
+            if flags[t] & 1:
+                absent = mine[: drawn[t]][glyphs.index[mine[: drawn[t]]] == 0]
+                report.missing = list(dict.fromkeys(chr(cp) for cp in absent))
+            if drawn[t] < len(text):
+                report.truncated = text[drawn[t] :]
+            report.rows_used = min(-(-report.lines * CELL // self._patch), -(-self._height // self._patch))
+            reports.append(report)
+        return images.reshape(len(texts), self._height, self._width, 3), reports

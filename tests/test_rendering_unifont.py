@@ -446,6 +446,17 @@ def test_fast_renderer_equals_the_reference_pixel_for_pixel():
     assert differing == []
 
 
+def test_a_batch_draws_each_text_as_the_op_does_alone():
+    # One compiled call draws a whole batch, looking glyphs up in the all-planes table as soon as one
+    # text needs it: plane-0 texts drawn beside upper-plane ones must come out as they do alone.
+    renderer = get_renderer("unifont")
+    assert any(ord(c) >= 0x10000 for text in VARIED for c in text)
+    images, reports = renderer.render_many(VARIED)
+    assert [i for i, text in enumerate(VARIED) if (images[i] != reference_render(text)).any()] == []
+    assert reports == [renderer.render_with_report(text).report for text in VARIED]
+    assert renderer.render_many([])[0].shape == (0, 224, 224, 3)
+
+
 def test_reference_agrees_on_a_smaller_canvas():
     renderer = get_renderer("unifont", image_size=96)
     for text in VARIED[1:12]:
