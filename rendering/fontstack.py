@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import operator
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 
 from pixglot.errors import PixglotError
-from rendering.chartables import CODEPOINTS, emoji_presentation, shared_script
+from rendering.chartables import CODEPOINTS, codepoints, emoji_presentation, shared_script
 
 STACK_FILE = Path(__file__).with_name("fonts.toml")
 # Directories searched before fonts.toml's own, for machines whose fonts live elsewhere (macOS, a
@@ -172,20 +171,26 @@ class FontStack:
         found = np.minimum(np.searchsorted(cmap, cps), len(cmap) - 1)
         return (cmap[found] == cps) | IGNORABLE[cps]
 
-    def assign(self, text: str, cps: np.ndarray, language: str | None) -> tuple[list[int], list[int]]:
+    def assign(self, text: str, language: str | None) -> tuple[list[int], list[int]]:
         """The font index that draws each code point, and the offsets of those no font in the stack has.
 
         Spaces, digits, punctuation and marks take the font of the text before them (after them at the
         start) when it has them, so that a run keeps its shaping context (Arabic joining, Indic reordering).
         """
         # The common case, one font for all the text, is decided from the distinct characters alone.
-        strong, cover = zip(*map(self._char_fonts.__getitem__, set(text)), strict=True)
-        picked = set(strong) - {INHERIT}
-        if len(picked) == 1:
-            font = self._plain_font(text, picked.pop(), language)
-            if font is not None and functools.reduce(operator.and_, cover) >> font & 1:
-                return [font] * len(cps), []
-        fonts, missing = self._assign_mixed(cps, language)
+        font, covered = INHERIT, -1
+        for c in set(text):
+            strong, cover = self._char_fonts[c]
+            covered &= cover
+            if strong != font and strong != INHERIT:
+                if font != INHERIT:
+                    break  # a second font: the mixed path
+                font = strong
+        else:
+            plain = self._plain_font(text, font, language) if font != INHERIT else None
+            if plain is not None and covered >> plain & 1:
+                return [plain] * len(text), []
+        fonts, missing = self._assign_mixed(codepoints(text), language)
         return fonts.tolist(), np.flatnonzero(missing).tolist()
 
     @functools.cached_property

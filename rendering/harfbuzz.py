@@ -44,16 +44,24 @@ _font_destroy = _c("hb_font_destroy", None, _P)
 _language_from_string = _c("hb_language_from_string", _P, ctypes.c_char_p, ctypes.c_int)
 _buffer_create = _c("hb_buffer_create", _P)
 _buffer_destroy = _c("hb_buffer_destroy", None, _P)
-_buffer_clear = _c("hb_buffer_clear_contents", None, _P)
-_buffer_add_utf32 = _c(
-    "hb_buffer_add_utf32", None, _P, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_int
-)
-_buffer_set_direction = _c("hb_buffer_set_direction", None, _P, ctypes.c_int)
-_buffer_set_language = _c("hb_buffer_set_language", None, _P, _P)
-_buffer_guess = _c("hb_buffer_guess_segment_properties", None, _P)
-_shape = _c("hb_shape", None, _P, _P, _P, ctypes.c_uint)
-_glyph_infos = _c("hb_buffer_get_glyph_infos", _P, _P, ctypes.POINTER(ctypes.c_uint))
-_glyph_positions = _c("hb_buffer_get_glyph_positions", _P, _P, ctypes.POINTER(ctypes.c_uint))
+
+
+def _per_run(name: str, result: type | None) -> ctypes._CFuncPtr:
+    """A function called for every run: without argtypes, so that ctypes passes the ready ctypes
+    objects (and small ints, as C ints) it is given without converting them, half its call cost."""
+    function = getattr(_LIB, name)
+    function.restype = result
+    return function
+
+
+_buffer_clear = _per_run("hb_buffer_clear_contents", None)
+_buffer_add_utf32 = _per_run("hb_buffer_add_utf32", None)  # (buffer, text, length, offset, run length)
+_buffer_set_direction = _per_run("hb_buffer_set_direction", None)
+_buffer_set_language = _per_run("hb_buffer_set_language", None)
+_buffer_guess = _per_run("hb_buffer_guess_segment_properties", None)
+_shape = _per_run("hb_shape", None)  # (font, buffer, features, feature count)
+_glyph_infos = _per_run("hb_buffer_get_glyph_infos", _P)
+_glyph_positions = _per_run("hb_buffer_get_glyph_positions", _P)
 
 
 class Run(NamedTuple):
@@ -85,15 +93,15 @@ class Shaper:
 
     def __init__(self, stack: FontStack, font_size: int):
         self.stack, self.font_size = stack, font_size
-        self._fonts: dict[int, int] = {}
-        self._languages: dict[str, int] = {}
+        self._fonts: dict[int, ctypes.c_void_p] = {}
+        self._languages: dict[str, ctypes.c_void_p] = {}
         self._lock = threading.Lock()
         weakref.finalize(self, _destroy_fonts, self._fonts)
 
     def shape(self, runs: Sequence[Run]) -> Glyphs:
         infos, positions, lengths = [], [], []
         count = ctypes.c_uint()
-        buf = _buffer_create()
+        buf = _P(_buffer_create())
         try:
             for run in runs:
                 _buffer_clear(buf)
@@ -114,7 +122,7 @@ class Shaper:
         position = np.frombuffer(b"".join(positions), np.int32).reshape(-1, _FIELDS).astype(np.int64)
         return Glyphs(info[:, 0], info[:, 2], position[:, 0], position[:, 2], position[:, 3], lengths)
 
-    def _font(self, index: int) -> int:
+    def _font(self, index: int) -> ctypes.c_void_p:
         font = self._fonts.get(index)
         if font is None:
             with self._lock:
@@ -122,7 +130,7 @@ class Shaper:
                 self._fonts[index] = font
         return font
 
-    def _open(self, index: int) -> int:
+    def _open(self, index: int) -> ctypes.c_void_p:
         spec = self.stack.fonts[index]
         blob = _blob_from_file(str(spec.path).encode())
         if not blob:
@@ -132,16 +140,16 @@ class Shaper:
         font = _font_create(face)
         _face_destroy(face)
         _font_set_scale(font, self.font_size * 64, self.font_size * 64)  # positions in 26.6 pixels
-        return font
+        return _P(font)
 
-    def _language(self, tag: str) -> int:
+    def _language(self, tag: str) -> ctypes.c_void_p:
         # HarfBuzz interns languages: the pointer stays valid for the process.
         language = self._languages.get(tag)
         if language is None:
-            language = self._languages[tag] = _language_from_string(tag.encode(), -1)
+            language = self._languages[tag] = _P(_language_from_string(tag.encode(), -1))
         return language
 
 
-def _destroy_fonts(fonts: dict[int, int]) -> None:
+def _destroy_fonts(fonts: dict[int, ctypes.c_void_p]) -> None:
     for font in fonts.values():
         _font_destroy(font)

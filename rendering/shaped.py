@@ -22,7 +22,7 @@ from rendering.base import Renderer, Rendering, RenderReport
 from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
 from rendering.harfbuzz import Run, Shaper
-from rendering.text import bidi_levels, graphemes, normalize, reorder_runs
+from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
 
 DEFAULTS = {
     "style": "shaped",
@@ -174,8 +174,8 @@ class ShapedRenderer(Renderer):
     def _lay_out(self, texts: Sequence[str], languages: Sequence[str | None]) -> _Batch:
         reports = [RenderReport() for _ in texts]
         cut = []
-        for text, report in zip(texts, reports, strict=True):
-            text, report.replaced = normalize(text)
+        for (text, replaced), report in zip(normalize_many(texts), reports, strict=True):
+            report.replaced = replaced
             cut.append(self._cut(text, report))
         shaped, glyph_start, run_start, base_levels, classes = self._shape(cut, languages, reports)
         no_space = np.fromiter((kinds & chartables.NO_SPACE for kinds in classes), bool, len(classes))
@@ -209,10 +209,9 @@ class ShapedRenderer(Renderer):
         for text, language, report in zip(texts, languages, reports, strict=True):
             base_level, kinds = 0, chartables.layout_classes(text)
             if text:
-                cps = chartables.codepoints(text)
                 if language is None and kinds & chartables.CJK:
                     language = stack.guess_language(text)
-                fonts, missing = stack.assign(text, cps, language)
+                fonts, missing = stack.assign(text, language)
                 report.missing = [text[i] for i in missing]
                 base_level, levels = (
                     bidi_levels(text) if kinds & chartables.MAYBE_RTL else (0, [0] * len(text))

@@ -11,6 +11,7 @@ Normalisation policy (the same for training and search):
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 
 import regex
 from bidi.algorithm import (
@@ -25,6 +26,7 @@ from bidi.algorithm import (
 )
 
 _SPACES = regex.compile(r"\s+")
+_NOT_ONE_SPACE = regex.compile(r"[^\S ]|  |\A | \Z")  # white space that normalising would change
 _UNASSIGNED = regex.compile(r"\p{Cn}")
 # LRI, RLI, FSI, PDI -> LRE, RLE, LRE, PDF (same length, so levels still line up with the text).
 _ISOLATES_AS_EMBEDDINGS = str.maketrans("\u2066\u2067\u2068\u2069", "\u202a\u202b\u202a\u202c")
@@ -43,6 +45,18 @@ def normalize(text: str) -> tuple[str, list[str]]:
         text = _CONTROLS.sub(_replacement, text)
     text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
     return text, replaced
+
+
+def normalize_many(texts: Sequence[str]) -> list[tuple[str, list[str]]]:
+    """`normalize` of each text. Texts already in normal form, nearly all of them, are recognised by
+    one check of all of them joined by spaces (a space never composes or reorders with its
+    neighbours), which costs a tenth of normalising each."""
+    joined = " ".join(texts)
+    if not (_CONTROLS.search(joined) or _NOT_ONE_SPACE.search(joined)) and unicodedata.is_normalized(
+        "NFC", joined
+    ):
+        return [(text, []) for text in texts]
+    return [normalize(text) for text in texts]
 
 
 def _replacement(match: regex.Match) -> str:

@@ -10,7 +10,7 @@ import pytest
 from rendering import get_renderer
 from rendering.fontstack import default_stack
 from rendering.shaped import ShapedRenderer
-from rendering.text import graphemes
+from rendering.text import graphemes, normalize, normalize_many
 
 BACKGROUND = 255
 
@@ -252,6 +252,17 @@ def test_nfc_and_nfd_input_render_the_same(renderer):
         renderer.render(unicodedata.normalize("NFD", text)),
         renderer.render(unicodedata.normalize("NFC", text)),
     )
+
+
+@pytest.mark.parametrize(
+    "odd", ["", " lead", "trail ", "two  spaces", "tab\there", "nbsp\u00a0x", "e\u0301", "\u2126", "nul\x00x"]
+)
+def test_a_batch_is_normalised_as_each_text_alone(odd):
+    # A batch of texts already in normal form is recognised by one check of them all; one text
+    # that is not must send the batch through the normalisation of each.
+    plain = ["a dog on the beach", "собака", "浜辺を走る犬", "\u0301 a mark first"]
+    for texts in (plain, [*plain, odd], [odd, *plain]):
+        assert normalize_many(texts) == [normalize(text) for text in texts]
 
 
 def test_zwnj_changes_persian_shaping(renderer):
