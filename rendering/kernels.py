@@ -340,6 +340,16 @@ def shade(
                     images[t, r, c, 2] = g
 
 
+# A lone surrogate is not a character: the `unifont` style draws U+FFFD for it, as a UTF-8 decoder would.
+SURROGATES = (0xD800, 0xDFFF)
+REPLACEMENT = 0xFFFD
+
+
+@numba.njit(cache=True)
+def _unifont_code_point(cp: int) -> int:
+    return REPLACEMENT if SURROGATES[0] <= cp <= SURROGATES[1] else cp
+
+
 @numba.njit(cache=True)
 def unifont_draw(
     cps: np.ndarray,
@@ -365,17 +375,13 @@ def unifont_draw(
         a, b = text_start[t], text_start[t + 1]
         widest = 0
         for i in range(a, b):
-            cp = cps[i]
-            if 0xD800 <= cp <= 0xDFFF:
-                cp = 0xFFFD
+            cp = _unifont_code_point(cps[i])
+            if cp != cps[i]:
                 flags[t] |= 2
             widest = max(widest, widths[index[cp]])
         end, row, origin, n = 0, 0, 0, 0
         for i in range(a, b):
-            cp = cps[i]
-            if 0xD800 <= cp <= 0xDFFF:
-                cp = 0xFFFD
-            glyph = index[cp]
+            glyph = index[_unifont_code_point(cps[i])]
             w = widths[glyph]
             begin = end
             end += w

@@ -35,8 +35,6 @@ DEFAULTS = {
     "min_width": 4,
 }
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}
-_SURROGATES = (0xD800, 0xDFFF)
-_REPLACEMENT = 0xFFFD
 
 
 def _int_option(config: dict, key: str, low: int, high: int | None = None) -> int:
@@ -121,13 +119,13 @@ class UnifontRenderer(Renderer):
         for t, text in enumerate(texts):
             report = RenderReport(lines=int(lines[t]))
             mine = cps[text_start[t] : text_start[t + 1]]
-            surrogate = (mine >= _SURROGATES[0]) & (mine <= _SURROGATES[1]) if flags[t] & 2 else None
-            if surrogate is not None:
-                # A lone surrogate is not a character; a UTF-8 decoder would give U+FFFD for it.
+            if flags[t] & 2:
+                surrogate = (mine >= kernels.SURROGATES[0]) & (mine <= kernels.SURROGATES[1])
                 report.replaced = [shown[t][i] for i in np.flatnonzero(surrogate)]
-                mine = np.where(surrogate, _REPLACEMENT, mine)
+                mine = np.where(surrogate, kernels.REPLACEMENT, mine)
             if flags[t] & 1:
-                absent = mine[: drawn[t]][glyphs.index[mine[: drawn[t]]] == 0]
+                shown_cps = mine[: drawn[t]]
+                absent = shown_cps[glyphs.index[shown_cps] == 0]
                 report.missing = list(dict.fromkeys(chr(cp) for cp in absent))
             if drawn[t] < len(text):
                 report.truncated = text[drawn[t] :]
