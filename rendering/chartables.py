@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import operator
 import unicodedata
 
 import numpy as np
@@ -13,21 +12,21 @@ from fontTools.unicodedata import Scripts
 CODEPOINTS = 0x110000
 # Scripts written without spaces between words: a line may break between any two of their clusters.
 NO_SPACE_SCRIPTS = ("Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hira", "Kana")
-# Kinds of characters that send a text down a slower layout path, as bits of `layout_classes`.
+# Kinds of characters that send a text down a slower layout path, as bits of `class_table`.
 CJK, MAYBE_RTL, NO_SPACE = 1, 2, 4
-_CLASS_PATTERNS = (
-    # The CJK face then depends on the language, which kana or hangul reveal.
-    (CJK, regex.compile(r"[\p{Han}\p{Hangul}\p{Hiragana}\p{Katakana}]")),
-    # Blocks whose characters can be right-to-left, and the explicit RTL controls; text without any of
-    # them is left-to-right throughout, which spares the (pure Python) bidi algorithm.
-    (
-        MAYBE_RTL,
-        regex.compile(
-            "[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff\U00010800-\U00010fff\U0001e800-\U0001efff"
-            "\u200f\u202a-\u202e\u2066-\u2069]"
-        ),
-    ),
-    (NO_SPACE, regex.compile("[" + "".join(rf"\p{{Script={s}}}" for s in NO_SPACE_SCRIPTS) + "]")),
+# The CJK face then depends on the language, which kana or hangul reveal.
+CJK_SCRIPTS = ("Hani", "Hang", "Hira", "Kana")
+# Blocks whose characters can be right-to-left, and the explicit RTL controls ([start, end) ranges):
+# text without any of them is left-to-right throughout, which spares the (pure Python) bidi algorithm.
+MAYBE_RTL_RANGES = (
+    (0x0590, 0x0900),
+    (0xFB1D, 0xFE00),
+    (0xFE70, 0xFF00),
+    (0x10800, 0x11000),
+    (0x1E800, 0x1F000),
+    (0x200F, 0x2010),
+    (0x202A, 0x202F),
+    (0x2066, 0x206A),
 )
 # Scripts that take the script of the text around them (spaces, digits, punctuation, combining marks).
 SHARED_SCRIPTS = ("Zyyy", "Zinh")
@@ -86,15 +85,15 @@ def no_break_before() -> np.ndarray:
     return table
 
 
-@functools.cache
-def _char_classes(c: str) -> int:
-    return sum(bit for bit, pattern in _CLASS_PATTERNS if pattern.match(c))
-
-
-def layout_classes(text: str) -> int:
-    """The bits CJK, MAYBE_RTL and NO_SPACE of the kinds of characters `text` has. Looked up per
-    distinct character: scanning a caption with the three patterns took 11 µs."""
-    return functools.reduce(operator.or_, map(_char_classes, set(text)), 0)
+@functools.lru_cache(maxsize=1)
+def class_table() -> np.ndarray:
+    """Per code point, its bits of CJK, MAYBE_RTL and NO_SPACE (`kernels.classes_of_texts` ORs
+    them over each text of a batch)."""
+    table = np.where(_script_mask(CJK_SCRIPTS), CJK, 0).astype(np.uint8)
+    for lo, hi in MAYBE_RTL_RANGES:
+        table[lo:hi] |= MAYBE_RTL
+    table[no_space_script()] |= NO_SPACE
+    return table
 
 
 def codepoints(text: str) -> np.ndarray:

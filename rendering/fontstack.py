@@ -15,6 +15,7 @@ import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 
 from pixglot.errors import PixglotError
+from rendering import kernels
 from rendering.chartables import CODEPOINTS, codepoints, emoji_presentation, shared_script
 
 STACK_FILE = Path(__file__).with_name("fonts.toml")
@@ -33,24 +34,14 @@ IGNORABLE = np.zeros(CODEPOINTS, bool)
 IGNORABLE[list(_IGNORABLE)] = True
 NO_FONT = 255
 INHERIT = 254
+# A text's coverage is one 64-bit mask, a bit per font (`FontStack.first_fonts`).
+MAX_FONTS = 63
 _KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
 _HANGUL = regex.compile(r"\p{Hangul}")
 
 
 class FontStackError(PixglotError):
     pass
-
-
-class _Memo(dict):
-    """A dict that computes a missing value once, then keeps it."""
-
-    def __init__(self, compute):
-        super().__init__()
-        self._compute = compute
-
-    def __missing__(self, key):
-        value = self[key] = self._compute(key)
-        return value
 
 
 @dataclass
@@ -109,8 +100,8 @@ class FontStack:
         self.fonts = fonts
         self.missing_files = missing
         self.emoji = next((i for i, f in enumerate(fonts) if f.color), None)
-        if len(fonts) >= INHERIT:
-            raise FontStackError(f"at most {INHERIT} fonts fit in a stack")
+        if len(fonts) > MAX_FONTS:
+            raise FontStackError(f"at most {MAX_FONTS} fonts fit in a stack; this one has {len(fonts)}")
 
     @classmethod
     def from_file(cls, path: Path = STACK_FILE) -> FontStack:
@@ -171,40 +162,37 @@ class FontStack:
         found = np.minimum(np.searchsorted(cmap, cps), len(cmap) - 1)
         return (cmap[found] == cps) | IGNORABLE[cps]
 
-    def assign(self, text: str, language: str | None) -> tuple[list[int], list[int]]:
-        """The font index that draws each code point, and the offsets of those no font in the stack has.
+    @functools.cached_property
+    def _cover(self) -> np.ndarray:
+        """Per code point, a bit for each font that maps it (all of them for the ignorable ones)."""
+        table = np.zeros(CODEPOINTS, np.int64)
+        for i, font in enumerate(self.fonts):
+            table[font.cmap_array] |= 1 << i
+        table[IGNORABLE] = (1 << len(self.fonts)) - 1
+        return table
+
+    def first_fonts(self, cps: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each text cps[starts[t]:starts[t + 1]] of a batch, what `assign` needs to know first:
+        the one font its characters take first (INHERIT if none does, kernels.MIXED if they want
+        several) and the fonts that cover all of it, a bit each. One compiled pass over the batch."""
+        return kernels.first_fonts(cps, starts, self._strong_font, self._cover, INHERIT)
+
+    def assign(
+        self, text: str, language: str | None, first: int, covered: int
+    ) -> tuple[list[int], list[int]]:
+        """The font index that draws each code point, and the offsets of those no font in the stack
+        has; `first` and `covered` are the text's `first_fonts`.
 
         Spaces, digits, punctuation and marks take the font of the text before them (after them at the
         start) when it has them, so that a run keeps its shaping context (Arabic joining, Indic reordering).
         """
-        # The common case, one font for all the text, is decided from the distinct characters alone.
-        font, covered = INHERIT, -1
-        for c in set(text):
-            strong, cover = self._char_fonts[c]
-            covered &= cover
-            if strong != font and strong != INHERIT:
-                if font != INHERIT:
-                    break  # a second font: the mixed path
-                font = strong
-        else:
-            plain = self._plain_font(text, font, language) if font != INHERIT else None
+        # The common case: one font for all the text.
+        if first != kernels.MIXED and first != INHERIT:
+            plain = self._plain_font(text, first, language)
             if plain is not None and covered >> plain & 1:
                 return [plain] * len(text), []
         fonts, missing = self._assign_mixed(codepoints(text), language)
         return fonts.tolist(), np.flatnonzero(missing).tolist()
-
-    @functools.cached_property
-    def _char_fonts(self) -> dict[str, tuple[int, int]]:
-        """Per character, filled as met: its `_strong_font`, and a bit mask of the fonts that cover it."""
-        every_font = (1 << len(self.fonts)) - 1
-
-        def learn(c: str) -> tuple[int, int]:
-            cp = ord(c)
-            if IGNORABLE[cp]:
-                return int(self._strong_font[cp]), every_font
-            return int(self._strong_font[cp]), sum(1 << i for i, f in enumerate(self.fonts) if cp in f.cmap)
-
-        return _Memo(learn)
 
     def _plain_font(self, text: str, font: int, language: str | None) -> int | None:
         """The one font for a text whose characters all take `font` first, when no emoji presentation

@@ -24,8 +24,8 @@ class GlyphAtlas:
 
     Each glyph is stored as its inked pixels only: flat offsets into a buffer `stride` pixels wide,
     relative to the glyph origin, and their darkness, with its ink's top and bottom rows relative to
-    the baseline (NO_INK and -NO_INK for a glyph without ink). `tables` holds them as arrays for the
-    compiled drawing loops.
+    the baseline and its left and right columns relative to the origin (NO_INK and -NO_INK for a
+    glyph without ink). `tables` holds them as arrays for the compiled drawing loops.
     """
 
     subpixel = 4  # horizontal positions are kept to a quarter pixel
@@ -44,6 +44,8 @@ class GlyphAtlas:
         self._size: list[int] = []
         self._top: list[int] = []
         self._bottom: list[int] = []
+        self._left: list[int] = []
+        self._right: list[int] = []
         self._arrays: tuple[np.ndarray, ...] | None = None
 
     def hb_font(self, index: int) -> hb.Font:
@@ -64,10 +66,11 @@ class GlyphAtlas:
 
     @property
     def tables(self) -> tuple[np.ndarray, ...]:
-        """(start, size, top, bottom) per slot, then (offsets, values) of all ink."""
+        """(start, size, top, bottom, left, right) per slot, then (offsets, values) of all ink."""
         if self._arrays is None:
             self._arrays = tuple(
-                np.asarray(t, np.int64) for t in (self._start, self._size, self._top, self._bottom)
+                np.asarray(t, np.int64)
+                for t in (self._start, self._size, self._top, self._bottom, self._left, self._right)
             )
         return (*self._arrays, self._offsets, self._values)
 
@@ -77,7 +80,7 @@ class GlyphAtlas:
         """An int32 darkness buffer of `shape` (`stride` wide) holding the glyphs' ink, glyph i's origin
         at (x[i], y[i]); ink that would fall outside the buffer is dropped."""
         out = np.zeros(shape, np.int32)
-        start, size, _, _, offsets, values = self.tables
+        start, size, *_, offsets, values = self.tables
         lo, hi = np.zeros(len(slots), np.int64), np.full(len(slots), out.size)
         kernels.composite(slots, x, y, lo, hi, start, size, offsets, values, out)
         return out
@@ -108,6 +111,8 @@ class GlyphAtlas:
         # A glyph without ink reaches nowhere: it never sets a line's ink extent.
         self._top.append(int(rows.min()) - top if n else NO_INK)
         self._bottom.append(int(rows.max()) + 1 - top if n else -NO_INK)
+        self._left.append(int(cols.min()) + left if n else NO_INK)
+        self._right.append(int(cols.max()) + 1 + left if n else -NO_INK)
         self._used += n
         self._arrays = None
         return len(self._size) - 1

@@ -9,23 +9,54 @@ each.
 
 from __future__ import annotations
 
-import os
-
-import numba
 import numpy as np
 
-from pixglot.home import cache_dir
-
-if "NUMBA_CACHE_DIR" not in os.environ:
-    # Compiled code is cached between processes, under PIXGLOT_HOME rather than in the source tree.
-    numba.config.CACHE_DIR = str(cache_dir("numba"))
+from rendering.jit import compiled
 
 _SPACE = 32
 _TSHEG = 0x0F0B
 NEED_CLUSTERS = -1
 
 
-@numba.njit(cache=True)
+@compiled
+def classes_of_texts(cps: np.ndarray, starts: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """For text t = cps[starts[t]:starts[t + 1]], the OR of `table` (`chartables.class_table`) over it."""
+    out = np.zeros(len(starts) - 1, np.int64)
+    for t in range(len(out)):
+        kinds = 0
+        for i in range(starts[t], starts[t + 1]):
+            kinds |= table[cps[i]]
+        out[t] = kinds
+    return out
+
+
+MIXED = -1
+
+
+@compiled
+def first_fonts(
+    cps: np.ndarray, starts: np.ndarray, strong: np.ndarray, cover: np.ndarray, inherit: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each text: the one font its characters take first (`strong`, a font index per code point,
+    `inherit` for those that take their neighbours'), `inherit` if none does, MIXED if they want two
+    or more; and the AND of `cover` (a bit per font) over the text."""
+    font = np.full(len(starts) - 1, inherit, np.int64)
+    covered = np.full(len(starts) - 1, -1, np.int64)
+    for t in range(len(font)):
+        mask = -1
+        for i in range(starts[t], starts[t + 1]):
+            s = strong[cps[i]]
+            mask &= cover[cps[i]]
+            if s != inherit and s != font[t]:
+                if font[t] != inherit:
+                    font[t] = MIXED
+                    break
+                font[t] = s
+        covered[t] = mask
+    return font, covered
+
+
+@compiled
 def _bisect_right(values: np.ndarray, x: int, lo: int, hi: int) -> int:
     while lo < hi:
         mid = (lo + hi) // 2
@@ -36,7 +67,7 @@ def _bisect_right(values: np.ndarray, x: int, lo: int, hi: int) -> int:
     return lo
 
 
-@numba.njit(cache=True)
+@compiled
 def break_lines(
     cps: np.ndarray,
     cluster: np.ndarray,
@@ -118,7 +149,7 @@ def break_lines(
     return written, start
 
 
-@numba.njit(cache=True)
+@compiled
 def break_batch(
     cps: np.ndarray,
     cp_start: np.ndarray,
@@ -152,7 +183,7 @@ def break_batch(
             )
 
 
-@numba.njit(cache=True)
+@compiled
 def glyphs_on_lines(
     cluster: np.ndarray,
     glyph_start: np.ndarray,
@@ -180,7 +211,7 @@ def glyphs_on_lines(
     return idx[:m], line_of[:m], text_start
 
 
-@numba.njit(cache=True)
+@compiled
 def glyph_key(font: int, gid: int, phase: int) -> int:
     """The glyph atlas's key of a glyph drawn at a subpixel phase (0..7)."""
     return (font << 24) | (gid << 3) | phase
@@ -190,7 +221,7 @@ def split_glyph_key(key: int) -> tuple[int, int, int]:
     return key >> 24, (key >> 3) & 0x1FFFFF, key & 7
 
 
-@numba.njit(cache=True)
+@compiled
 def place(
     order: np.ndarray,
     line_of: np.ndarray,
@@ -231,7 +262,7 @@ def place(
     return x, lift, keys
 
 
-@numba.njit(cache=True)
+@compiled
 def composite(
     slots: np.ndarray,
     x: np.ndarray,
@@ -260,7 +291,7 @@ def composite(
                 flat[at] += values[k]
 
 
-@numba.njit(cache=True)
+@compiled
 def draw_lines(
     slots: np.ndarray,
     x: np.ndarray,
@@ -274,23 +305,30 @@ def draw_lines(
     size: np.ndarray,
     top: np.ndarray,
     bottom: np.ndarray,
+    left: np.ndarray,
+    right: np.ndarray,
     offsets: np.ndarray,
     values: np.ndarray,
     out: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Composite each line into its patch row of `out` (line l's row starts at l * patch), the
     baseline moved to keep the ink inside the row; ink never leaves the rows of lines
     region_start[l]..region_end[l] (its text). Lines whose ink is taller than a row are left out:
     returns which (and each line's ink top and bottom, relative to its baseline) for the caller to
-    scale them down.
+    scale them down, and each line's ink columns in `out` [left, right) (empty for no ink).
     """
     n_lines = len(region_start)
     ink_top = np.full(n_lines, 1 << 62, np.int64)
     ink_bottom = np.full(n_lines, -(1 << 62), np.int64)
+    columns = np.zeros((n_lines, 2), np.int64)
+    columns[:, 0] = out.shape[1]
     for i in range(len(slots)):
-        line = line_of[i]
-        ink_top[line] = min(ink_top[line], top[slots[i]] - lift[i])
-        ink_bottom[line] = max(ink_bottom[line], bottom[slots[i]] - lift[i])
+        line, slot = line_of[i], slots[i]
+        ink_top[line] = min(ink_top[line], top[slot] - lift[i])
+        ink_bottom[line] = max(ink_bottom[line], bottom[slot] - lift[i])
+        if size[slot]:
+            columns[line, 0] = max(0, min(columns[line, 0], x[i] + left[slot]))
+            columns[line, 1] = min(out.shape[1], max(columns[line, 1], x[i] + right[slot]))
     too_tall = np.zeros(n_lines, np.bool_)
     base = np.empty(n_lines, np.int64)
     for row in range(n_lines):
@@ -310,14 +348,15 @@ def draw_lines(
         lo[i] = region_start[line] * row_size
         hi[i] = region_end[line] * row_size
     composite(slots[normal], x[normal], y[normal], lo[normal], hi[normal], start, size, offsets, values, out)
-    return too_tall, ink_top, ink_bottom
+    return too_tall, ink_top, ink_bottom, columns
 
 
-@numba.njit(cache=True)
+@compiled
 def shade(
     darkness: np.ndarray,
     line_start: np.ndarray,
     line_count: np.ndarray,
+    columns: np.ndarray,
     patch: int,
     margin: int,
     shades: np.ndarray,
@@ -325,19 +364,24 @@ def shade(
 ) -> None:
     """Write gray levels `shades[darkness]` (darkness capped at 255) over N x H x W x 3 images that
     already hold the background, in the rows of text t's lines, from the top, the `margin` columns
-    each side of `darkness` cut off. Only inked pixels are written: the caller fills the background
-    with one memset, whose streaming stores cost half of what filling cold memory pixel by pixel here does."""
+    each side of `darkness` cut off; only line l's ink columns [columns[l, 0], columns[l, 1]) of
+    `darkness` are read (a query's line is a third of the canvas). Only inked pixels are written:
+    the caller fills the background with one memset, whose streaming stores cost half of what
+    filling cold memory pixel by pixel here does."""
     height, width = images.shape[1], images.shape[2]
     for t in range(len(line_count)):
-        first = line_start[t] * patch
-        for r in range(min(line_count[t] * patch, height)):
-            for c in range(width):
-                d = darkness[first + r, c + margin]
-                if d > 0:
-                    g = shades[min(d, 255)]
-                    images[t, r, c, 0] = g
-                    images[t, r, c, 1] = g
-                    images[t, r, c, 2] = g
+        for k in range(min(line_count[t], height // patch)):
+            line = line_start[t] + k
+            c0 = max(columns[line, 0] - margin, 0)
+            c1 = min(columns[line, 1] - margin, width)
+            for r in range(k * patch, min((k + 1) * patch, height)):
+                for c in range(c0, c1):
+                    d = darkness[line * patch + r - k * patch, c + margin]
+                    if d > 0:
+                        g = shades[min(d, 255)]
+                        images[t, r, c, 0] = g
+                        images[t, r, c, 1] = g
+                        images[t, r, c, 2] = g
 
 
 # A lone surrogate is not a character: the `unifont` style draws U+FFFD for it, as a UTF-8 decoder would.
@@ -345,12 +389,12 @@ SURROGATES = (0xD800, 0xDFFF)
 REPLACEMENT = 0xFFFD
 
 
-@numba.njit(cache=True)
+@compiled
 def _unifont_code_point(cp: int) -> int:
     return REPLACEMENT if SURROGATES[0] <= cp <= SURROGATES[1] else cp
 
 
-@numba.njit(cache=True)
+@compiled
 def unifont_draw(
     cps: np.ndarray,
     text_start: np.ndarray,

@@ -21,7 +21,7 @@ from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
-from rendering.harfbuzz import Run, Shaper
+from rendering.harfbuzz import Runs, Shaper
 from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
 
 DEFAULTS = {
@@ -152,13 +152,16 @@ class ShapedRenderer(Renderer):
         """Draw many texts at once: each costs its shaping, while placing and compositing the glyphs
         of all of them takes a few compiled calls. Returns N x H x W x 3 images and the reports."""
         languages = languages or [None] * len(texts)
-        images = np.full((len(texts), *self.image_size, 3), self._shades[0], np.uint8)  # see kernels.shade
+        images = np.empty((len(texts), *self.image_size, 3), np.uint8)
         reports: list[RenderReport] = []
         for start in range(0, len(texts), _GROUP):
             group = slice(start, start + _GROUP)
             batch = self._lay_out(texts[group], languages[group])
-            darkness = self._draw(batch)
-            rows = (batch.line_start, batch.line_count, self.patch_size)
+            darkness, columns = self._draw(batch)
+            # The background is set by one memset per group, just before the shading writes the ink:
+            # one fill of the whole batch up front would leave its first canvases out of cache by then.
+            images[group] = self._shades[0]
+            rows = (batch.line_start, batch.line_count, columns, self.patch_size)
             kernels.shade(darkness, *rows, _MARGIN, self._shades, images[group])
             reports += batch.reports
         return images, reports
@@ -177,9 +180,14 @@ class ShapedRenderer(Renderer):
         for (text, replaced), report in zip(normalize_many(texts), reports, strict=True):
             report.replaced = replaced
             cut.append(self._cut(text, report))
-        shaped, glyph_start, run_start, base_levels, classes = self._shape(cut, languages, reports)
+        # The texts' code points end to end; text t's are cps[starts[t]:starts[t + 1]].
+        cps = np.frombuffer("".join(cut).encode("utf-32-le"), np.uint32)
+        starts = np.concatenate(([0], np.cumsum([len(text) for text in cut], dtype=np.int64)))
+        shaped, glyph_start, run_start, base_levels, classes = self._shape(
+            cut, cps, starts, languages, reports
+        )
         no_space = np.fromiter((kinds & chartables.NO_SPACE for kinds in classes), bool, len(classes))
-        lines, line_count = self._break_lines(cut, shaped, glyph_start, no_space, reports)
+        lines, line_count = self._break_lines(cut, cps, starts, shaped, glyph_start, no_space, reports)
         line_start = np.concatenate(([0], np.cumsum(line_count)))
         order, line_of = self._visual_order(shaped, glyph_start, run_start, lines, line_count, line_start)
         return _Batch(
@@ -199,45 +207,52 @@ class ShapedRenderer(Renderer):
     # -- shaping --------------------------------------------------------------------------------
 
     def _shape(
-        self, texts: list[str], languages: Sequence[str | None], reports: list[RenderReport]
+        self,
+        texts: list[str],
+        cps: np.ndarray,
+        starts: np.ndarray,
+        languages: Sequence[str | None],
+        reports: list[RenderReport],
     ) -> tuple[_Shaped, np.ndarray, list[int], list[int], list[int]]:
         """All texts' glyphs end to end, where each text's glyphs and runs start, and each text's
-        paragraph level and `chartables.layout_classes`."""
+        paragraph level and bits of `chartables.class_table`."""
         stack = self.atlas.stack
-        runs: list[Run] = []
-        run_start, run_levels, base_levels, classes = [0], [], [], []
-        for text, language, report in zip(texts, languages, reports, strict=True):
-            base_level, kinds = 0, chartables.layout_classes(text)
+        classes = kernels.classes_of_texts(cps, starts, chartables.class_table()).tolist()
+        first_fonts = zip(*(column.tolist() for column in stack.first_fonts(cps, starts)), strict=True)
+        spans: list[tuple[int, int, int, int, int, int]] = []  # harfbuzz.Runs.spans
+        languages_of_runs: list[str | None] = []
+        run_start, run_levels, base_levels = [0], [], []
+        for text, language, report, kinds, first, offset in zip(
+            texts, languages, reports, classes, first_fonts, starts[:-1].tolist(), strict=True
+        ):
+            base_level, length = 0, len(text)
             if text:
                 if language is None and kinds & chartables.CJK:
                     language = stack.guess_language(text)
-                fonts, missing = stack.assign(text, language)
+                fonts, missing = stack.assign(text, language, *first)
                 report.missing = [text[i] for i in missing]
-                base_level, levels = (
-                    bidi_levels(text) if kinds & chartables.MAYBE_RTL else (0, [0] * len(text))
-                )
-                if fonts.count(fonts[0]) == len(fonts) and levels.count(levels[0]) == len(levels):
-                    bounds = [0, len(text)]  # one run: the common case
+                base_level, levels = bidi_levels(text) if kinds & chartables.MAYBE_RTL else (0, [0] * length)
+                if fonts.count(fonts[0]) == length and levels.count(levels[0]) == length:
+                    bounds = [0, length]  # one run: the common case
                 else:
                     change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
-                    bounds = [0, *change.tolist(), len(text)]
-                utf32 = text.encode("utf-32-le")
+                    bounds = [0, *change.tolist(), length]
                 for start, end in zip(bounds[:-1], bounds[1:], strict=True):
                     level = levels[start]
-                    runs.append(Run(utf32, start, end, level % 2 == 1, fonts[start], language))
+                    spans.append((offset, length, start, end, level % 2, fonts[start]))
+                    languages_of_runs.append(language)
                     run_levels.append(level)
-            run_start.append(len(runs))
+            run_start.append(len(spans))
             base_levels.append(base_level)
-            classes.append(kinds)
-        glyphs = self.shaper.shape(runs)
-        fonts = np.fromiter((run.font for run in runs), np.int64, len(runs))
+        runs = np.array(spans, np.int64).reshape(-1, 6)
+        glyphs = self.shaper.shape(Runs(cps, runs, languages_of_runs))
         shaped = _Shaped(
             gid=glyphs.gid,
             cluster=glyphs.cluster,
             advance=glyphs.advance,
             x_offset=glyphs.x_offset,
             y_offset=glyphs.y_offset,
-            font=np.repeat(fonts, glyphs.run_lengths),
+            font=np.repeat(runs[:, 5], glyphs.run_lengths),
             run=np.repeat(np.arange(len(runs)), glyphs.run_lengths),
             run_levels=run_levels,
         )
@@ -253,6 +268,8 @@ class ShapedRenderer(Renderer):
     def _break_lines(
         self,
         texts: list[str],
+        cps: np.ndarray,
+        cp_start: np.ndarray,
         shaped: _Shaped,
         glyph_start: np.ndarray,
         no_space: np.ndarray,
@@ -269,8 +286,6 @@ class ShapedRenderer(Renderer):
         tables = (
             (chartables.no_space_script(), chartables.no_break_before()) if no_space.any() else _NO_TABLES
         )
-        cps = chartables.codepoints("".join(texts))
-        cp_start = np.concatenate(([0], np.cumsum([len(t) for t in texts], dtype=np.int64)))
         args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, *tables)
         kernels.break_batch(cps, cp_start, *args, lines, line_count, rest)
         # Grapheme boundaries cost a regex pass: found only for the texts that turn out to need them.
@@ -340,15 +355,15 @@ class ShapedRenderer(Renderer):
         levels = [run_levels[int(runs[piece[0]])] for piece in pieces]
         return np.concatenate([pieces[i] for i in reorder_runs(levels)])
 
-    def _draw(self, batch: _Batch) -> np.ndarray:
+    def _draw(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
         """Darkness (0 = background) of every line of the batch, one patch row each, stacked;
-        `_MARGIN` wider than the canvas each side."""
+        `_MARGIN` wider than the canvas each side; and the columns [left, right) of each line's ink."""
         _, width = self.image_size
         patch = self.patch_size
         shaped, line_of, line_start = batch.shaped, batch.line_of, batch.line_start
         darkness = np.zeros((int(line_start[-1]) * patch, width + 2 * _MARGIN), np.int32)
         if not len(batch.order):
-            return darkness
+            return darkness, np.zeros((len(darkness) // patch, 2), np.int64)
         # Right-to-left paragraphs are right-aligned, as their readers expect.
         align_right = np.repeat(np.asarray(batch.base_levels) % 2 == 1, batch.line_count)
         atlas = self.atlas
@@ -369,7 +384,7 @@ class ShapedRenderer(Renderer):
         # Each line's ink is kept inside its patch row by moving the baseline, and never reaches
         # another text's rows; a stack too tall for the row (Tibetan, say) is drawn apart and shrunk.
         region = np.repeat(line_start[:-1], batch.line_count), np.repeat(line_start[1:], batch.line_count)
-        too_tall, top, bottom = kernels.draw_lines(
+        too_tall, top, bottom, columns = kernels.draw_lines(
             slots, x, lift, line_of, *region, patch, self.config["baseline"], *atlas.tables, darkness
         )
         for row in np.flatnonzero(too_tall).tolist():
@@ -377,7 +392,8 @@ class ShapedRenderer(Renderer):
             line_shape = (int(bottom[row] - top[row]), darkness.shape[1])
             line = atlas.composite(slots[mine], x[mine], -top[row] - lift[mine], line_shape)
             self._paste_scaled(line[:, _MARGIN:-_MARGIN], row, bool(align_right[row]), darkness)
-        return darkness
+            columns[row] = 0, darkness.shape[1]
+        return darkness, columns
 
     def _paste_scaled(self, line: np.ndarray, row: int, align_right: bool, darkness: np.ndarray) -> None:
         patch, width = self.patch_size, self.image_size[1]

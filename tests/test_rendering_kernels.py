@@ -14,10 +14,11 @@ def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
     stride, patch, baseline = 8, 4, 2
     start, size = np.array([0]), np.array([1])
     top, bottom = np.array([1]), np.array([2])  # ink rows relative to the baseline
+    left, right = np.array([9]), np.array([10])  # ink columns relative to the origin
     offsets, values = np.array([1 * stride + 9]), np.array([200], np.int32)
     one_glyph = np.zeros(1, np.int64)
     out = np.zeros((2 * patch, stride), np.int32)
-    too_tall, _, _ = kernels.draw_lines(
+    too_tall, _, _, _ = kernels.draw_lines(
         one_glyph,  # slot 0
         one_glyph,  # at x = 0
         one_glyph,  # no lift
@@ -30,6 +31,8 @@ def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
         size,
         top,
         bottom,
+        left,
+        right,
         offsets,
         values,
         out,
@@ -37,8 +40,10 @@ def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
     assert not too_tall.any()
     assert not out.any(), "the pixel would have landed in row 4, the second text's"
     # The same glyph one column further left stays inside its own row (row 3) and is drawn.
-    kernels.draw_lines(
+    _, _, _, columns = kernels.draw_lines(
         one_glyph, one_glyph, one_glyph, one_glyph, np.array([0, 1]), np.array([1, 2]), patch, baseline,
-        start, size, top, bottom, np.array([1 * stride + 7]), values, out,
+        start, size, top, bottom, np.array([7]), np.array([8]), np.array([1 * stride + 7]), values, out,
     )  # fmt: skip
     assert out[3, 7] == 200 and out.sum() == 200
+    # Each line's ink columns, which is all the shading reads: line 0 holds column 7, line 1 nothing.
+    assert columns[0].tolist() == [7, 8] and columns[1, 0] >= columns[1, 1]

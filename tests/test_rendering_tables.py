@@ -1,0 +1,117 @@
+"""The shaped renderer's batch passes against the slower, plainer ways they replace: HarfBuzz called
+from the compiled loop against uharfbuzz's own API, the character-class table against the Unicode
+properties it stands for, the one-pass font choice against the per-character fallback."""
+
+from __future__ import annotations
+
+import unicodedata
+
+import numpy as np
+import pytest
+import regex
+import uharfbuzz as hb
+
+from rendering import chartables, kernels
+from rendering.fontstack import INHERIT, default_stack
+from rendering.harfbuzz import Runs, Shaper
+
+TEXTS = [
+    ("office", None),  # an ffi ligature: fewer glyphs than code points
+    ("مرحبا بالعالم 123", None),
+    ("क्षत्रिय र्क कि", None),
+    ("ก่ำน้ำ", "th"),
+    ("直 骨 海", "ja"),
+    ("直 骨 海", "zh"),
+    ("Ἀθῆναι", None),
+    ("ǖ̃̄x", None),  # stacked marks
+]
+
+
+def spans_of(stack, texts):
+    """One run per text, in the font the stack gives its first character."""
+    cps = np.frombuffer("".join(t for t, _ in texts).encode("utf-32-le"), np.uint32)
+    spans, offset = [], 0
+    for text, _ in texts:
+        font = int(stack._first_font[ord(text[0])])
+        rtl = int(regex.match(r"\p{Bidi_Class=AL}", text[0]) is not None)
+        spans.append((offset, len(text), 0, len(text), rtl, font))
+        offset += len(text)
+    return cps, np.array(spans, np.int64)
+
+
+@pytest.mark.parametrize("capacity", [None, 1])  # 1: the output grows run after run
+def test_compiled_shaping_loop_equals_uharfbuzz(capacity):
+    stack, size = default_stack(), 11
+    cps, spans = spans_of(stack, TEXTS)
+    glyphs = Shaper(stack, size).shape(Runs(cps, spans, [lang for _, lang in TEXTS]), capacity)
+    assert glyphs.run_lengths.sum() == len(glyphs.gid)
+    at = 0
+    for (text, language), (*_, rtl, font), n in zip(TEXTS, spans, glyphs.run_lengths, strict=True):
+        hb_font = hb.Font(stack.fonts[font].hb_face)
+        hb_font.scale = (size * 64, size * 64)
+        buffer = hb.Buffer()
+        buffer.add_str(text)
+        buffer.direction = "rtl" if rtl else "ltr"
+        buffer.guess_segment_properties()
+        if language:
+            buffer.language = language
+        hb.shape(hb_font, buffer)
+        expected = [
+            (i.codepoint, i.cluster, p.x_advance, p.x_offset, p.y_offset)
+            for i, p in zip(buffer.glyph_infos, buffer.glyph_positions, strict=True)
+        ]
+        got = np.stack(
+            [glyphs.gid, glyphs.cluster, glyphs.advance, glyphs.x_offset, glyphs.y_offset], axis=1
+        )[at : at + n]
+        assert [tuple(row) for row in got.tolist()] == expected, text
+        at += n
+    assert glyphs.run_lengths[0] < len("office")  # the ligature formed: shaping really ran
+
+
+def test_class_table_agrees_with_the_unicode_properties_it_stands_for():
+    table = chartables.class_table()
+    kana_hangul = regex.compile(r"[\p{Hiragana}\p{Katakana}\p{Hangul}]")
+    thai = regex.compile(r"\p{Script=Thai}")
+    for cp in range(0x10000):
+        c, kinds = chr(cp), int(table[cp])
+        if kana_hangul.match(c):
+            assert kinds & chartables.CJK, hex(cp)  # the CJK face's language can be guessed
+        if unicodedata.bidirectional(c) in ("R", "AL", "RLE", "RLO", "RLI"):
+            assert kinds & chartables.MAYBE_RTL, hex(cp)  # never skips the bidi algorithm wrongly
+        if thai.match(c):
+            assert kinds & chartables.NO_SPACE, hex(cp)
+    assert table[ord("a")] == 0 and table[ord("Ж")] == 0 and table[ord("क")] == 0
+    assert table[ord("漢")] == chartables.CJK | chartables.NO_SPACE
+
+
+TEXTS_FOR_FONTS = [
+    "hello world",
+    "hello мир",  # two fonts? Latin and Cyrillic share one
+    "مرحبا hello",  # Arabic and Latin: mixed
+    "123 456",  # digits only: no font of its own
+    "漢字 かな",
+    "👍🏽 ok",
+    "x\U000e0001",
+    "a\u0301b",
+    "\u0378abc",  # unassigned: not covered
+    "❤️ love",
+]
+
+
+def test_one_pass_font_choice_equals_the_per_character_fallback():
+    stack = default_stack()
+    cps = np.frombuffer("".join(TEXTS_FOR_FONTS).encode("utf-32-le"), np.uint32)
+    starts = np.cumsum([0] + [len(t) for t in TEXTS_FOR_FONTS])
+    first, covered = stack.first_fonts(cps, starts)
+    assert first[2] == kernels.MIXED and first[3] == INHERIT
+    assert first[0] == first[1] != kernels.MIXED  # Cyrillic is in the Latin face
+    for t, text in enumerate(TEXTS_FOR_FONTS):
+        bits = [i for i in range(len(stack.fonts)) if covered[t] >> i & 1]
+        assert bits == [
+            i for i in range(len(stack.fonts)) if stack.covers(i, cps[starts[t] : starts[t + 1]]).all()
+        ]
+        for language in (None, "ja"):
+            fonts, missing = stack.assign(text, language, int(first[t]), int(covered[t]))
+            mixed, mixed_missing = stack._assign_mixed(chartables.codepoints(text), language)
+            assert fonts == mixed.tolist(), (text, language)
+            assert missing == np.flatnonzero(mixed_missing).tolist(), (text, language)
