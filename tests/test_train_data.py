@@ -41,6 +41,7 @@ def spec(
     trim: bool = True,
     captions_per_image: int = 1,
     text_pair_partner: str = "other_language",
+    single_keywords: float = 0.0,
 ) -> train_data.BatchSpec:
     return train_data.BatchSpec(
         batch_size,
@@ -53,6 +54,7 @@ def spec(
         window,
         captions_per_image,
         text_pair_partner,
+        single_keywords,
     )
 
 
@@ -213,7 +215,7 @@ def test_an_undecodable_image_stops_training_naming_its_key(tmp_path: Path) -> N
         train(config)
 
 
-def test_same_language_partners(tmp_path: Path) -> None:
+def word_list_shards(tmp_path: Path) -> Path:
     rows = [
         ("red", "red", "en"),
         ("red", "red, colour", "en"),
@@ -232,7 +234,11 @@ def test_same_language_partners(tmp_path: Path) -> None:
     )
     (tmp_path / "s").mkdir()
     pq.write_table(table, tmp_path / "s" / "a.parquet")
-    index = train_data.read_index([tmp_path / "s"])
+    return tmp_path / "s"
+
+
+def test_same_language_partners(tmp_path: Path) -> None:
+    index = train_data.read_index([word_list_shards(tmp_path)])
     source = train_data.image_source(index, True, 100, 2)
     same = train_data.PairBatches(index, source, spec(batch_size=2, text_pair_partner="same_language"))
     other = train_data.PairBatches(index, source, spec(batch_size=2))
@@ -243,3 +249,23 @@ def test_same_language_partners(tmp_path: Path) -> None:
     assert index.texts[same.partner(text["rot"], rng)] in ("red", "red, colour")  # no other German caption
     assert index.texts[other.partner(text["rot"], rng)] in ("red", "red, colour")
     assert index.texts[other.partner(text["blue"], rng)] in ("blau", "blau, Farbe")
+
+
+def test_single_keywords_cut_word_lists_to_one_of_their_words(tmp_path: Path) -> None:
+    index = train_data.read_index([word_list_shards(tmp_path)])
+    source = train_data.image_source(index, True, 100, 2)
+    rows = list(range(len(index)))
+    as_is = train_data.PairBatches(index, source, spec(batch_size=2)).texts(rows, 0)
+    assert as_is == index.texts
+    always = train_data.PairBatches(index, source, spec(batch_size=2, single_keywords=1.0))
+    shown = [always.texts(rows, batch) for batch in range(20)]
+    for texts in shown:
+        for text, original in zip(texts, index.texts, strict=True):
+            assert text == original if ", " not in original else text in original.split(", ")
+    # Both words of each list turn up, and a batch shows the same words every time it is rebuilt.
+    lists = [i for i, t in enumerate(index.texts) if ", " in t]
+    assert all({texts[i] for texts in shown} == set(index.texts[i].split(", ")) for i in lists)
+    assert shown[3] == always.texts(rows, 3)
+    half = train_data.PairBatches(index, source, spec(batch_size=2, single_keywords=0.5))
+    cut = sum(half.texts(rows, batch)[i] != index.texts[i] for batch in range(200) for i in lists)
+    assert 150 < cut < 250  # of 400 draws

@@ -35,6 +35,8 @@ Schema (section.key = default: meaning):
                                   image (co-training) instead of with the image
     text_pair_partner = "other_language"   the partner caption: in another language (translation
                                   pairs) or "same_language" (e.g. a name and its keywords)
+    single_keywords = 0.0         fraction of the word lists (captions "a, b, c", as CLDR keywords
+                                  are) shown as one of their words, drawn at random: one-word queries
     workers = 2                   data worker processes (0: in the training process)
     cache_images = "auto"         true: images held in memory by key; false: read per row group;
                                   "auto": true up to cache_max_images distinct keys
@@ -205,6 +207,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "text_pairs": Key(0.0, _number(0, 1, high_open=True)),
         "captions_per_image": Key(1, _integer(1)),
         "text_pair_partner": Key("other_language", _choice("other_language", "same_language")),
+        "single_keywords": Key(0.0, _number(0, 1)),
         "workers": Key(2, _integer(0)),
         "cache_images": Key("auto", _cache_choice),
         "cache_max_images": Key(200_000, _integer(0)),

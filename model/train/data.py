@@ -10,7 +10,8 @@ of the rows (with uncached images, a permutation of row groups, then of the rows
 rebuilds exactly the batches it would have seen, whatever the number of workers.
 
 A batch holds `batch_size` captions (rows drawn at random, or `captions_per_image` captions of each
-of batch_size / captions_per_image images). The last `text_pairs` fraction of them is paired with
+of batch_size / captions_per_image images), a `single_keywords` fraction of the word lists among
+them cut to one of their words. The last `text_pairs` fraction of them is paired with
 another caption of the same key (co-training: another language, or the same one), the others
 with their image, which is decoded and encoded once per batch however many of its captions the
 batch holds. Every item carries its key: items with the same key are positives of each other.
@@ -279,6 +280,7 @@ class BatchSpec:
     window: int | None  # row groups shuffled together; None: all rows at once (cached images)
     captions_per_image: int = 1  # > 1: batches of images, each with this many of its captions
     text_pair_partner: str = "other_language"  # or "same_language"
+    single_keywords: float = 0.0  # fraction of word lists ("a, b, c") drawn as one of their words
 
 
 def epoch_order(index: PairIndex, seed: int, epoch: int, window: int | None) -> np.ndarray:
@@ -388,6 +390,22 @@ class PairBatches(Dataset):
                 return int(rng.choice(candidates))
         return row
 
+    def texts(self, rows: list[int], batch: int) -> list[str]:
+        """The rows' captions as batch `batch` shows them: with `single_keywords`, that fraction of the
+        word lists (captions of several parts joined by ", ", as CLDR keywords are) shows one part,
+        drawn at random, as a one-word search would read."""
+        texts = [self.index.texts[r] for r in rows]
+        if not self.spec.single_keywords:
+            return texts
+        rng = np.random.default_rng([self.spec.seed, 3, batch])
+        draws = rng.random(len(texts))
+        picks = rng.integers(0, 1 << 30, len(texts))
+        for i, text in enumerate(texts):
+            words = text.split(", ")
+            if len(words) > 1 and draws[i] < self.spec.single_keywords:
+                texts[i] = words[picks[i] % len(words)]
+        return texts
+
     def _render(self, texts: list[str]) -> list[np.ndarray]:
         if self._renderer is None:
             self._renderer = rendering.renderer_from_config(self.spec.renderer)
@@ -414,7 +432,8 @@ class PairBatches(Dataset):
                 return {"error": f"{self.images.where(row)}: {err.reason}"}
         rng = np.random.default_rng([self.spec.seed, 1, batch])
         partners = np.array([self.partner(row, rng) for row in rows[paired:].tolist()], np.int64)
-        groups, slots = group_by_height(self._render([self.index.texts[r] for r in [*partners, *rows]]))
+        texts = self.texts([*partners.tolist(), *rows.tolist()], batch)
+        groups, slots = group_by_height(self._render(texts))
         return {
             "error": "",
             "images": np.stack(pictures),

@@ -371,6 +371,7 @@ class Trainer:
             window=None if isinstance(images, train_data.CachedImages) else window,
             captions_per_image=d["captions_per_image"],
             text_pair_partner=d["text_pair_partner"],
+            single_keywords=d["single_keywords"],
         )
         self.batches = train_data.PairBatches(self.index, images, spec)
         self.held = None
