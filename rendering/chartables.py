@@ -97,5 +97,6 @@ def class_table() -> np.ndarray:
 
 
 def codepoints(text: str) -> np.ndarray:
-    """The code points of `text` as an int64 array (lone surrogates are already gone after normalising)."""
-    return np.frombuffer(text.encode("utf-32-le"), np.uint32).astype(np.int64)
+    """The code points of `text` as a uint32 array, UTF-32 as HarfBuzz reads it (lone surrogates are
+    already gone after normalising)."""
+    return np.frombuffer(text.encode("utf-32-le"), np.uint32)

@@ -74,8 +74,7 @@ _glyph_infos = types.ExternalFunction(
 _glyph_positions = types.ExternalFunction(
     "hb_buffer_get_glyph_positions", types.CPointer(types.int32)(_ADDRESS, _ADDRESS)
 )
-# Columns of `Runs.spans`.
-TEXT_START, TEXT_LENGTH, START, END, RTL, FONT = range(6)
+FONT = 5  # the column of `Runs.spans` that holds the font
 
 
 class Runs(NamedTuple):

@@ -326,9 +326,9 @@ def draw_lines(
         line, slot = line_of[i], slots[i]
         ink_top[line] = min(ink_top[line], top[slot] - lift[i])
         ink_bottom[line] = max(ink_bottom[line], bottom[slot] - lift[i])
-        if size[slot]:
-            columns[line, 0] = max(0, min(columns[line, 0], x[i] + left[slot]))
-            columns[line, 1] = min(out.shape[1], max(columns[line, 1], x[i] + right[slot]))
+        # A glyph without ink has left NO_INK and right -NO_INK: it never widens the columns.
+        columns[line, 0] = max(0, min(columns[line, 0], x[i] + left[slot]))
+        columns[line, 1] = min(out.shape[1], max(columns[line, 1], x[i] + right[slot]))
     too_tall = np.zeros(n_lines, np.bool_)
     base = np.empty(n_lines, np.int64)
     for row in range(n_lines):
@@ -374,9 +374,10 @@ def shade(
             line = line_start[t] + k
             c0 = max(columns[line, 0] - margin, 0)
             c1 = min(columns[line, 1] - margin, width)
-            for r in range(k * patch, min((k + 1) * patch, height)):
+            for dr in range(min(patch, height - k * patch)):
                 for c in range(c0, c1):
-                    d = darkness[line * patch + r - k * patch, c + margin]
+                    r = k * patch + dr
+                    d = darkness[line * patch + dr, c + margin]
                     if d > 0:
                         g = shades[min(d, 255)]
                         images[t, r, c, 0] = g

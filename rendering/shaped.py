@@ -21,7 +21,7 @@ from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
-from rendering.harfbuzz import Runs, Shaper
+from rendering.harfbuzz import FONT, Runs, Shaper
 from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
 
 DEFAULTS = {
@@ -181,7 +181,7 @@ class ShapedRenderer(Renderer):
             report.replaced = replaced
             cut.append(self._cut(text, report))
         # The texts' code points end to end; text t's are cps[starts[t]:starts[t + 1]].
-        cps = np.frombuffer("".join(cut).encode("utf-32-le"), np.uint32)
+        cps = chartables.codepoints("".join(cut))
         starts = np.concatenate(([0], np.cumsum([len(text) for text in cut], dtype=np.int64)))
         shaped, glyph_start, run_start, base_levels, classes = self._shape(
             cut, cps, starts, languages, reports
@@ -252,7 +252,7 @@ class ShapedRenderer(Renderer):
             advance=glyphs.advance,
             x_offset=glyphs.x_offset,
             y_offset=glyphs.y_offset,
-            font=np.repeat(runs[:, 5], glyphs.run_lengths),
+            font=np.repeat(runs[:, FONT], glyphs.run_lengths),
             run=np.repeat(np.arange(len(runs)), glyphs.run_lengths),
             run_levels=run_levels,
         )

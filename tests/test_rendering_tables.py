@@ -29,7 +29,7 @@ TEXTS = [
 
 def spans_of(stack, texts):
     """One run per text, in the font the stack gives its first character."""
-    cps = np.frombuffer("".join(t for t, _ in texts).encode("utf-32-le"), np.uint32)
+    cps = chartables.codepoints("".join(t for t, _ in texts))
     spans, offset = [], 0
     for text, _ in texts:
         font = int(stack._first_font[ord(text[0])])
@@ -100,7 +100,7 @@ TEXTS_FOR_FONTS = [
 
 def test_one_pass_font_choice_equals_the_per_character_fallback():
     stack = default_stack()
-    cps = np.frombuffer("".join(TEXTS_FOR_FONTS).encode("utf-32-le"), np.uint32)
+    cps = chartables.codepoints("".join(TEXTS_FOR_FONTS))
     starts = np.cumsum([0] + [len(t) for t in TEXTS_FOR_FONTS])
     first, covered = stack.first_fonts(cps, starts)
     assert first[2] == kernels.MIXED and first[3] == INHERIT
