@@ -12,9 +12,9 @@ from fontTools.unicodedata import Scripts
 CODEPOINTS = 0x110000
 # Scripts written without spaces between words: a line may break between any two of their clusters.
 NO_SPACE_SCRIPTS = ("Thai", "Laoo", "Khmr", "Mymr", "Hani", "Hira", "Kana")
-# Kinds of characters that send a text down a slower layout path, as bits of `class_table`.
-CJK, MAYBE_RTL, NO_SPACE = 1, 2, 4
-# The CJK face then depends on the language, which kana or hangul reveal.
+# Kinds of characters that send a text down a slower layout path, as bits of `class_table`: the CJK
+# face depends on the language, which kana or hangul reveal; U+FE0F asks for an emoji presentation.
+CJK, MAYBE_RTL, NO_SPACE, KANA, HANGUL, EMOJI_SELECTOR = 1, 2, 4, 8, 16, 32
 CJK_SCRIPTS = ("Hani", "Hang", "Hira", "Kana")
 # Blocks whose characters can be right-to-left, and the explicit RTL controls ([start, end) ranges):
 # text without any of them is left-to-right throughout, which spares the (pure Python) bidi algorithm.
@@ -87,13 +87,23 @@ def no_break_before() -> np.ndarray:
 
 @functools.lru_cache(maxsize=1)
 def class_table() -> np.ndarray:
-    """Per code point, its bits of CJK, MAYBE_RTL and NO_SPACE (`kernels.classes_of_texts` ORs
-    them over each text of a batch)."""
+    """Per code point, its bits of CJK, MAYBE_RTL, NO_SPACE, KANA, HANGUL and EMOJI_SELECTOR
+    (`kernels.text_facts` ORs them over each text of a batch)."""
     table = np.where(_script_mask(CJK_SCRIPTS), CJK, 0).astype(np.uint8)
     for lo, hi in MAYBE_RTL_RANGES:
         table[lo:hi] |= MAYBE_RTL
     table[no_space_script()] |= NO_SPACE
+    table[_script_mask(("Hira", "Kana"))] |= KANA
+    table[_script_mask(("Hang",))] |= HANGUL
+    table[0xFE0F] |= EMOJI_SELECTOR
     return table
+
+
+def guessed_language(kinds: int) -> str | None:
+    """A CJK language hint from a text's `class_table` bits: kana means Japanese, hangul Korean."""
+    if kinds & KANA:
+        return "ja"
+    return "ko" if kinds & HANGUL else None
 
 
 def codepoints(text: str) -> np.ndarray:

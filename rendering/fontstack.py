@@ -6,17 +6,17 @@ import functools
 import hashlib
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import regex
 import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 
 from pixglot.errors import PixglotError
 from rendering import kernels
-from rendering.chartables import CODEPOINTS, codepoints, emoji_presentation, shared_script
+from rendering.chartables import CODEPOINTS, EMOJI_SELECTOR, class_table, emoji_presentation, shared_script
 
 STACK_FILE = Path(__file__).with_name("fonts.toml")
 # Directories searched before fonts.toml's own, for machines whose fonts live elsewhere (macOS, a
@@ -34,10 +34,8 @@ IGNORABLE = np.zeros(CODEPOINTS, bool)
 IGNORABLE[list(_IGNORABLE)] = True
 NO_FONT = 255
 INHERIT = 254
-# A text's coverage is one 64-bit mask, a bit per font (`FontStack.first_fonts`).
+# A text's coverage is one 64-bit mask, a bit per font (`FontStack.text_facts`).
 MAX_FONTS = 63
-_KANA = regex.compile(r"[\p{Hiragana}\p{Katakana}]")
-_HANGUL = regex.compile(r"\p{Hangul}")
 
 
 class FontStackError(PixglotError):
@@ -157,6 +155,15 @@ class FontStack:
     def _cjk(self) -> list[int]:
         return [i for i, f in enumerate(self.fonts) if f.languages]
 
+    @functools.cached_property
+    def _is_cjk(self) -> np.ndarray:
+        return np.array([bool(f.languages) for f in self.fonts])
+
+    @functools.cached_property
+    def _default_cjk(self) -> int:
+        """The CJK face of a text with no language; -1 without CJK faces."""
+        return min(self._cjk, default=-1)
+
     def covers(self, font: int, cps: np.ndarray) -> np.ndarray:
         cmap = self.fonts[font].cmap_array
         found = np.minimum(np.searchsorted(cmap, cps), len(cmap) - 1)
@@ -171,49 +178,51 @@ class FontStack:
         table[IGNORABLE] = (1 << len(self.fonts)) - 1
         return table
 
-    def first_fonts(self, cps: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each text cps[starts[t]:starts[t + 1]] of a batch, what `assign` needs to know first:
-        the one font its characters take first (INHERIT if none does, kernels.MIXED if they want
-        several) and the fonts that cover all of it, a bit each. One compiled pass over the batch."""
-        return kernels.first_fonts(cps, starts, self._strong_font, self._cover, INHERIT)
+    def text_facts(self, cps: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each text cps[starts[t]:starts[t + 1]] of a batch, in one compiled pass: its bits of
+        `chartables.class_table`, the one font its characters take first (INHERIT if none does,
+        kernels.MIXED if they want several) and the fonts that cover all of it, a bit each."""
+        return kernels.text_facts(cps, starts, class_table(), self._strong_font, self._cover, INHERIT)
 
-    def assign(
-        self, text: str, language: str | None, first: int, covered: int
-    ) -> tuple[list[int], list[int]]:
-        """The font index that draws each code point, and the offsets of those no font in the stack
-        has; `first` and `covered` are the text's `first_fonts`.
+    def single_fonts(
+        self,
+        first: np.ndarray,
+        covered: np.ndarray,
+        kinds: np.ndarray,
+        language_of: np.ndarray,
+        languages: Sequence[str | None],
+    ) -> np.ndarray:
+        """For each text of a batch (its `text_facts` and its language, `languages[language_of[t]]`),
+        the one font that draws all of it, or -1 where `assign` must choose character by character:
+        the text's first font, or the CJK face its language prefers, to which `assign` would move
+        every character; it must cover the whole text, and no emoji presentation may be asked of
+        another font."""
+        preferred = np.array([self._preferred_cjk(language) for language in languages], np.int64)
+        emoji = -1 if self.emoji is None else self.emoji
+        return kernels.single_fonts(
+            first,
+            covered,
+            kinds,
+            EMOJI_SELECTOR,
+            preferred[language_of],
+            self._is_cjk,
+            self._default_cjk,
+            emoji,
+        )
+
+    def _preferred_cjk(self, language: str | None) -> int:
+        """The CJK face `language` puts first; -1 without CJK faces."""
+        return next((i for i in self.order(language) if self.fonts[i].languages), -1)
+
+    def assign(self, cps: np.ndarray, language: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """The font index that draws each code point, and a mask of those no font in the stack has.
 
         Spaces, digits, punctuation and marks take the font of the text before them (after them at the
         start) when it has them, so that a run keeps its shaping context (Arabic joining, Indic reordering).
         """
-        # The common case: one font for all the text.
-        if first != kernels.MIXED and first != INHERIT:
-            plain = self._plain_font(text, first, language)
-            if plain is not None and covered >> plain & 1:
-                return [plain] * len(text), []
-        fonts, missing = self._assign_mixed(codepoints(text), language)
-        return fonts.tolist(), np.flatnonzero(missing).tolist()
-
-    def _plain_font(self, text: str, font: int, language: str | None) -> int | None:
-        """The one font for a text whose characters all take `font` first, when no emoji presentation
-        is asked for: `font`, or the CJK face the language prefers, to which `_assign_mixed` would move
-        every character (the caller checks that it covers them). None: the text needs the mixed path."""
-        if font == NO_FONT or (self.emoji is not None and font != self.emoji and "\ufe0f" in text):
-            return None
-        if font not in self._cjk:
-            return font
-        preferred = self._preferred_cjk(language)
-        if preferred == font:
-            return font
-        return preferred if preferred is not None and preferred != min(self._cjk) else None
-
-    def _preferred_cjk(self, language: str | None) -> int | None:
-        return next((i for i in self.order(language) if self.fonts[i].languages), None)
-
-    def _assign_mixed(self, cps: np.ndarray, language: str | None) -> tuple[np.ndarray, np.ndarray]:
         fonts = self._first_font[cps].astype(np.int64)
         preferred = self._preferred_cjk(language)
-        if preferred is not None and preferred != min(self._cjk):
+        if preferred >= 0 and preferred != self._default_cjk:
             switch = np.isin(fonts, self._cjk)
             switch[switch] = self.covers(preferred, cps[switch])
             fonts[switch] = preferred
@@ -240,14 +249,6 @@ class FontStack:
         missing = (fonts == NO_FONT) & ~IGNORABLE[cps]
         fonts[fonts == NO_FONT] = 0
         return fonts, missing
-
-    def guess_language(self, text: str) -> str | None:
-        """A CJK language hint from the text itself: kana means Japanese, hangul Korean."""
-        if _KANA.search(text):
-            return "ja"
-        if _HANGUL.search(text):
-            return "ko"
-        return None
 
 
 @functools.lru_cache(maxsize=1)

@@ -74,7 +74,7 @@ _glyph_infos = types.ExternalFunction(
 _glyph_positions = types.ExternalFunction(
     "hb_buffer_get_glyph_positions", types.CPointer(types.int32)(_ADDRESS, _ADDRESS)
 )
-FONT = 5  # the column of `Runs.spans` that holds the font
+FONT, LANGUAGE = 5, 6  # the columns of `Runs.spans` that hold the font and the language
 
 
 class Runs(NamedTuple):
@@ -82,9 +82,10 @@ class Runs(NamedTuple):
 
     codepoints: np.ndarray  # uint32: the texts end to end
     # int64, one row per run: where its text starts in `codepoints` and its length, the run as
-    # code point offsets into its text (start, end), 1 if right to left, the font's index in the stack
+    # code point offsets into its text (start, end), 1 if right to left, the font's index in the
+    # stack, the language's index in `languages`
     spans: np.ndarray
-    languages: Sequence[str | None]  # BCP 47 per run, or None to let HarfBuzz guess from the script
+    languages: Sequence[str | None]  # BCP 47 tags, or None to let HarfBuzz guess from the script
 
 
 class Glyphs(NamedTuple):
@@ -106,6 +107,7 @@ class Shaper:
     def __init__(self, stack: FontStack, font_size: int):
         self.stack, self.font_size = stack, font_size
         self._fonts: dict[int, int] = {}  # stack index -> hb_font_t address
+        self._font_table = np.zeros(0, np.int64)
         self._languages: dict[str | None, int] = {None: 0}
         self._lock = threading.Lock()
         weakref.finalize(self, _destroy_fonts, self._fonts)
@@ -113,21 +115,21 @@ class Shaper:
     def shape(self, runs: Runs, capacity: int | None = None) -> Glyphs:
         """`capacity`: glyphs to make room for at first (twice the code points unless given); more
         are made room for as they come."""
-        spans = runs.spans
-        fonts = np.fromiter(map(self._font, spans[:, FONT].tolist()), np.int64, len(spans))
-        languages = np.fromiter(map(self._language, runs.languages), np.int64, len(spans))
+        languages = np.array([self._language(tag) for tag in runs.languages], np.int64)
         codepoints = np.ascontiguousarray(runs.codepoints, np.uint32)  # the loop reads it as UTF-32
         capacity = max(16, 2 * len(codepoints)) if capacity is None else capacity
-        glyphs, lengths = _shape_runs(codepoints, spans, fonts, languages, capacity)
+        glyphs, lengths = _shape_runs(codepoints, runs.spans, self._addresses, languages, capacity)
         return Glyphs(*glyphs, lengths)
 
-    def _font(self, index: int) -> int:
-        font = self._fonts.get(index)
-        if font is None:
+    @property
+    def _addresses(self) -> np.ndarray:
+        """hb_font_t addresses of all the stack's fonts, opened at first use (each maps its file)."""
+        if len(self._fonts) < len(self.stack.fonts):
             with self._lock:
-                font = self._fonts.get(index) or self._open(index)
-                self._fonts[index] = font
-        return font
+                for index in range(len(self.stack.fonts)):
+                    self._fonts[index] = self._fonts.get(index) or self._open(index)
+                self._font_table = np.array([self._fonts[i] for i in range(len(self._fonts))], np.int64)
+        return self._font_table
 
     def _open(self, index: int) -> int:
         spec = self.stack.fonts[index]
@@ -153,22 +155,22 @@ class Shaper:
 def _shape_runs(
     codepoints: np.ndarray, spans: np.ndarray, fonts: np.ndarray, languages: np.ndarray, capacity: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Shape every run (`Runs.spans`, with its font's and language's HarfBuzz addresses); returns
-    ([gid, cluster, x advance, x offset, y offset] x glyphs, glyphs per run)."""
+    """Shape every run of `Runs.spans`, given the HarfBuzz addresses of the fonts and languages it
+    refers to; returns ([gid, cluster, x advance, x offset, y offset] x glyphs, glyphs per run)."""
     buffer = _buffer_create()
     count = np.zeros(1, np.uint32)
     glyphs = np.empty((5, capacity), np.int64)
     lengths = np.empty(len(spans), np.int64)
     used = 0
     for r in range(len(spans)):
-        text_start, text_length, start, end, rtl, _ = spans[r]
+        text_start, text_length, start, end, rtl, font, language = spans[r]
         _buffer_clear(buffer)
         _buffer_add_utf32(buffer, codepoints.ctypes.data + 4 * text_start, text_length, start, end - start)
         _buffer_set_direction(buffer, _RTL if rtl else _LTR)
         _buffer_guess(buffer)
-        if languages[r]:
-            _buffer_set_language(buffer, languages[r])
-        _shape(fonts[r], buffer, 0, 0)
+        if languages[language]:
+            _buffer_set_language(buffer, languages[language])
+        _shape(fonts[font], buffer, 0, 0)
         infos = numba.carray(_glyph_infos(buffer, count.ctypes.data), (count[0], _FIELDS))
         positions = numba.carray(_glyph_positions(buffer, 0), (count[0], _FIELDS))
         n = len(infos)

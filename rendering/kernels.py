@@ -18,42 +18,96 @@ _TSHEG = 0x0F0B
 NEED_CLUSTERS = -1
 
 
-@compiled
-def classes_of_texts(cps: np.ndarray, starts: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """For text t = cps[starts[t]:starts[t + 1]], the OR of `table` (`chartables.class_table`) over it."""
-    out = np.zeros(len(starts) - 1, np.int64)
-    for t in range(len(out)):
-        kinds = 0
-        for i in range(starts[t], starts[t + 1]):
-            kinds |= table[cps[i]]
-        out[t] = kinds
-    return out
-
-
 MIXED = -1
 
 
 @compiled
-def first_fonts(
-    cps: np.ndarray, starts: np.ndarray, strong: np.ndarray, cover: np.ndarray, inherit: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """For each text: the one font its characters take first (`strong`, a font index per code point,
-    `inherit` for those that take their neighbours'), `inherit` if none does, MIXED if they want two
-    or more; and the AND of `cover` (a bit per font) over the text."""
+def text_facts(
+    cps: np.ndarray,
+    starts: np.ndarray,
+    classes: np.ndarray,
+    strong: np.ndarray,
+    cover: np.ndarray,
+    inherit: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each text t = cps[starts[t]:starts[t + 1]] of a batch: the OR of `classes`
+    (`chartables.class_table`) over it; the one font its characters take first (`strong`, a font
+    index per code point, `inherit` for those that take their neighbours'), `inherit` if none does,
+    MIXED if they want two or more; and the AND of `cover` (a bit per font) over it."""
+    kinds = np.zeros(len(starts) - 1, np.int64)
     font = np.full(len(starts) - 1, inherit, np.int64)
     covered = np.full(len(starts) - 1, -1, np.int64)
     for t in range(len(font)):
-        mask = -1
+        bits, mask, first = 0, -1, inherit
         for i in range(starts[t], starts[t + 1]):
-            s = strong[cps[i]]
-            mask &= cover[cps[i]]
-            if s != inherit and s != font[t]:
-                if font[t] != inherit:
-                    font[t] = MIXED
-                    break
-                font[t] = s
-        covered[t] = mask
-    return font, covered
+            cp = cps[i]
+            bits |= classes[cp]
+            mask &= cover[cp]
+            s = strong[cp]
+            if s != inherit and s != first:
+                first = s if first == inherit else MIXED
+        kinds[t], font[t], covered[t] = bits, first, mask
+    return kinds, font, covered
+
+
+@compiled
+def single_fonts(
+    first: np.ndarray,
+    covered: np.ndarray,
+    kinds: np.ndarray,
+    asks_emoji: int,
+    preferred: np.ndarray,
+    cjk: np.ndarray,
+    default_cjk: int,
+    emoji: int,
+) -> np.ndarray:
+    """For each text, the one font that draws all of it, or -1 (rules: `FontStack.single_fonts`).
+    `preferred`: the CJK face its language puts first; `cjk`: which fonts are CJK faces;
+    `asks_emoji`: the bit of `kinds` set by U+FE0F; `emoji`: the emoji font, -1 if none."""
+    out = np.full(len(first), -1, np.int64)
+    for t in range(len(first)):
+        font = first[t]
+        if font < 0 or font >= len(cjk):
+            continue
+        if cjk[font] and preferred[t] != font:
+            if preferred[t] < 0 or preferred[t] == default_cjk:
+                continue
+            font = preferred[t]
+        if kinds[t] & asks_emoji and font != emoji and emoji >= 0:
+            continue
+        if covered[t] >> font & 1:
+            out[t] = font
+    return out
+
+
+@compiled
+def runs_of_texts(
+    starts: np.ndarray, single: np.ndarray, language: np.ndarray, split_count: np.ndarray, split: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`harfbuzz.Runs.spans` for a batch, its runs' bidi levels and where each text's runs start.
+    A text with `split_count` runs takes them from `split` (rows of spans less the language, then a
+    level; text after text); a non-empty text with none is one run, left to right in its `single`
+    font. Every run takes its text's `language`."""
+    texts = len(single)
+    count = np.empty(texts, np.int64)
+    for t in range(texts):
+        count[t] = split_count[t] if split_count[t] or starts[t + 1] == starts[t] else 1
+    run_start = np.zeros(texts + 1, np.int64)
+    run_start[1:] = np.cumsum(count)
+    runs = np.zeros((run_start[-1], 7), np.int64)
+    levels = np.zeros(run_start[-1], np.int64)
+    taken = 0
+    for t in range(texts):
+        r = run_start[t]
+        if split_count[t] == 0 and count[t] == 1:
+            length = starts[t + 1] - starts[t]
+            runs[r, 0], runs[r, 1], runs[r, 3], runs[r, 5] = starts[t], length, length, single[t]
+        for k in range(split_count[t]):
+            runs[r + k, :6] = split[taken, :6]
+            levels[r + k] = split[taken, 6]
+            taken += 1
+        runs[r : r + count[t], 6] = language[t]
+    return runs, levels, run_start
 
 
 @compiled
@@ -215,6 +269,21 @@ def glyphs_on_lines(
 def glyph_key(font: int, gid: int, phase: int) -> int:
     """The glyph atlas's key of a glyph drawn at a subpixel phase (0..7)."""
     return (font << 24) | (gid << 3) | phase
+
+
+@compiled
+def lookup(sorted_keys: np.ndarray, values: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, int]:
+    """The value of each key (-1 where `sorted_keys` lacks it) and how many were missing."""
+    out = np.empty(len(keys), np.int64)
+    missing = 0
+    for i in range(len(keys)):
+        j = np.searchsorted(sorted_keys, keys[i])
+        if j < len(sorted_keys) and sorted_keys[j] == keys[i]:
+            out[i] = values[j]
+        else:
+            out[i] = -1
+            missing += 1
+    return out, missing
 
 
 def split_glyph_key(key: int) -> tuple[int, int, int]:

@@ -53,7 +53,7 @@ class _Shaped:
     y_offset: np.ndarray
     font: np.ndarray
     run: np.ndarray  # run index of each glyph
-    run_levels: list[int]
+    run_levels: np.ndarray
 
 
 @dataclass
@@ -84,7 +84,7 @@ class _Batch:
     base_levels: list[int]
     shaped: _Shaped
     glyph_start: np.ndarray  # text t's glyphs are shaped[glyph_start[t]:glyph_start[t + 1]]
-    run_start: list[int]  # and its runs run_start[t]:run_start[t + 1]
+    run_start: np.ndarray  # and its runs run_start[t]:run_start[t + 1]
     lines: np.ndarray  # (texts, rows, 2): text t's lines are lines[t, :line_count[t]]
     line_count: np.ndarray
     line_start: np.ndarray  # text t's first line in the batch's numbering
@@ -183,10 +183,8 @@ class ShapedRenderer(Renderer):
         # The texts' code points end to end; text t's are cps[starts[t]:starts[t + 1]].
         cps = chartables.codepoints("".join(cut))
         starts = np.concatenate(([0], np.cumsum([len(text) for text in cut], dtype=np.int64)))
-        shaped, glyph_start, run_start, base_levels, classes = self._shape(
-            cut, cps, starts, languages, reports
-        )
-        no_space = np.fromiter((kinds & chartables.NO_SPACE for kinds in classes), bool, len(classes))
+        shaped, glyph_start, run_start, base_levels, kinds = self._shape(cut, cps, starts, languages, reports)
+        no_space = kinds & chartables.NO_SPACE != 0
         lines, line_count = self._break_lines(cut, cps, starts, shaped, glyph_start, no_space, reports)
         line_start = np.concatenate(([0], np.cumsum(line_count)))
         order, line_of = self._visual_order(shaped, glyph_start, run_start, lines, line_count, line_start)
@@ -213,39 +211,50 @@ class ShapedRenderer(Renderer):
         starts: np.ndarray,
         languages: Sequence[str | None],
         reports: list[RenderReport],
-    ) -> tuple[_Shaped, np.ndarray, list[int], list[int], list[int]]:
+    ) -> tuple[_Shaped, np.ndarray, np.ndarray, list[int], np.ndarray]:
         """All texts' glyphs end to end, where each text's glyphs and runs start, and each text's
         paragraph level and bits of `chartables.class_table`."""
         stack = self.atlas.stack
-        classes = kernels.classes_of_texts(cps, starts, chartables.class_table()).tolist()
-        first_fonts = zip(*(column.tolist() for column in stack.first_fonts(cps, starts)), strict=True)
-        spans: list[tuple[int, int, int, int, int, int]] = []  # harfbuzz.Runs.spans
-        languages_of_runs: list[str | None] = []
-        run_start, run_levels, base_levels = [0], [], []
-        for text, language, report, kinds, first, offset in zip(
-            texts, languages, reports, classes, first_fonts, starts[:-1].tolist(), strict=True
-        ):
-            base_level, length = 0, len(text)
-            if text:
-                if language is None and kinds & chartables.CJK:
-                    language = stack.guess_language(text)
-                fonts, missing = stack.assign(text, language, *first)
-                report.missing = [text[i] for i in missing]
-                base_level, levels = bidi_levels(text) if kinds & chartables.MAYBE_RTL else (0, [0] * length)
-                if fonts.count(fonts[0]) == length and levels.count(levels[0]) == length:
-                    bounds = [0, length]  # one run: the common case
-                else:
-                    change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
-                    bounds = [0, *change.tolist(), length]
-                for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-                    level = levels[start]
-                    spans.append((offset, length, start, end, level % 2, fonts[start]))
-                    languages_of_runs.append(language)
-                    run_levels.append(level)
-            run_start.append(len(spans))
-            base_levels.append(base_level)
-        runs = np.array(spans, np.int64).reshape(-1, 6)
-        glyphs = self.shaper.shape(Runs(cps, runs, languages_of_runs))
+        kinds, first, covered = stack.text_facts(cps, starts)
+        # Python lists, not array expressions: a batch is a few dozen texts, and an array call costs
+        # as much as a pass over them.
+        kinds_of = kinds.tolist()
+        languages = [
+            language or (chartables.guessed_language(k) if k & chartables.CJK else None)
+            for language, k in zip(languages, kinds_of, strict=True)
+        ]
+        tags = list(dict.fromkeys(languages))  # harfbuzz.Runs.languages
+        language_of = np.array(
+            list(map({tag: i for i, tag in enumerate(tags)}.__getitem__, languages)), np.int64
+        )
+        single = stack.single_fonts(first, covered, kinds, language_of, tags)
+        # Texts in one font and left to right throughout, nearly all of them, are one run each, made
+        # in a compiled loop; the others are split into runs of one font and level here.
+        base_levels = [0] * len(texts)
+        split_count = [0] * len(texts)
+        split: list[tuple[int, ...]] = []  # spans (harfbuzz.Runs.spans) and a level, run after run
+        for t, (text, font, k) in enumerate(zip(texts, single.tolist(), kinds_of, strict=True)):
+            if (font >= 0 and not k & chartables.MAYBE_RTL) or not text:
+                continue
+            offset, length = int(starts[t]), len(text)
+            if font >= 0:
+                fonts = np.full(length, font)
+            else:
+                fonts, missing = stack.assign(cps[offset : offset + length], languages[t])
+                reports[t].missing = [text[i] for i in np.flatnonzero(missing).tolist()]
+            base_levels[t], levels = bidi_levels(text) if k & chartables.MAYBE_RTL else (0, [0] * length)
+            change = np.flatnonzero((np.diff(fonts) != 0) | (np.diff(levels) != 0)) + 1
+            bounds = [0, *change.tolist(), length]
+            split += [
+                (offset, length, start, end, levels[start] % 2, int(fonts[start]), levels[start])
+                for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+            ]
+            split_count[t] = len(bounds) - 1
+        split_runs = np.array(split, np.int64).reshape(-1, 7)
+        runs, run_levels, run_start = kernels.runs_of_texts(
+            starts, single, language_of, np.array(split_count, np.int64), split_runs
+        )
+        glyphs = self.shaper.shape(Runs(cps, runs, tags))
         shaped = _Shaped(
             gid=glyphs.gid,
             cluster=glyphs.cluster,
@@ -257,7 +266,7 @@ class ShapedRenderer(Renderer):
             run_levels=run_levels,
         )
         glyph_start = np.concatenate(([0], np.cumsum(glyphs.run_lengths, dtype=np.int64)))[run_start]
-        return shaped, glyph_start, run_start, base_levels, classes
+        return shaped, glyph_start, run_start, base_levels, kinds
 
     # -- line breaking --------------------------------------------------------------------------
 
@@ -313,7 +322,7 @@ class ShapedRenderer(Renderer):
         self,
         shaped: _Shaped,
         glyph_start: np.ndarray,
-        run_start: list[int],
+        run_start: np.ndarray,
         lines: np.ndarray,
         line_count: np.ndarray,
         line_start: np.ndarray,
@@ -324,9 +333,10 @@ class ShapedRenderer(Renderer):
         )
         # HarfBuzz gives each run in visual order, and left-to-right runs follow one another: only
         # texts with right-to-left runs, on lines that hold more than one run, are reordered.
-        for t in range(len(run_start) - 1):
-            levels = set(shaped.run_levels[run_start[t] : run_start[t + 1]])
-            if levels <= {0} or (line_count[t] == 1 and run_start[t + 1] - run_start[t] == 1):
+        run_levels, bounds = shaped.run_levels.tolist(), run_start.tolist()
+        for t, lines_of_text in enumerate(line_count.tolist()):
+            levels = set(run_levels[bounds[t] : bounds[t + 1]])
+            if levels <= {0} or (lines_of_text == 1 and bounds[t + 1] - bounds[t] == 1):
                 continue
             span = slice(text_start[t], text_start[t + 1])
             mine, rows = idx[span], line_of[span]
@@ -345,14 +355,14 @@ class ShapedRenderer(Renderer):
         return idx, line_of
 
     @staticmethod
-    def _reorder_runs(run_levels: list[int], runs: np.ndarray, line: np.ndarray) -> np.ndarray:
+    def _reorder_runs(run_levels: np.ndarray, runs: np.ndarray, line: np.ndarray) -> np.ndarray:
         """Positions `line` (one line's glyphs, in logical run order) with the runs in visual order
         (UAX #9 rule L2); `runs` gives the run of each position."""
         splits = np.flatnonzero(np.diff(runs[line])) + 1
         if not len(splits):
             return line
         pieces = np.split(line, splits)
-        levels = [run_levels[int(runs[piece[0]])] for piece in pieces]
+        levels = run_levels[runs[line[np.concatenate(([0], splits))]]].tolist()
         return np.concatenate([pieces[i] for i in reorder_runs(levels)])
 
     def _draw(self, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:

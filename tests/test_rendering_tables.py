@@ -28,13 +28,13 @@ TEXTS = [
 
 
 def spans_of(stack, texts):
-    """One run per text, in the font the stack gives its first character."""
+    """One run per text, in the font the stack gives its first character; run i takes language i."""
     cps = chartables.codepoints("".join(t for t, _ in texts))
     spans, offset = [], 0
-    for text, _ in texts:
+    for i, (text, _) in enumerate(texts):
         font = int(stack._first_font[ord(text[0])])
         rtl = int(regex.match(r"\p{Bidi_Class=AL}", text[0]) is not None)
-        spans.append((offset, len(text), 0, len(text), rtl, font))
+        spans.append((offset, len(text), 0, len(text), rtl, font, i))
         offset += len(text)
     return cps, np.array(spans, np.int64)
 
@@ -46,7 +46,7 @@ def test_compiled_shaping_loop_equals_uharfbuzz(capacity):
     glyphs = Shaper(stack, size).shape(Runs(cps, spans, [lang for _, lang in TEXTS]), capacity)
     assert glyphs.run_lengths.sum() == len(glyphs.gid)
     at = 0
-    for (text, language), (*_, rtl, font), n in zip(TEXTS, spans, glyphs.run_lengths, strict=True):
+    for (text, language), (*_, rtl, font, _), n in zip(TEXTS, spans, glyphs.run_lengths, strict=True):
         hb_font = hb.Font(stack.fonts[font].hb_face)
         hb_font.scale = (size * 64, size * 64)
         buffer = hb.Buffer()
@@ -71,16 +71,20 @@ def test_compiled_shaping_loop_equals_uharfbuzz(capacity):
 def test_class_table_agrees_with_the_unicode_properties_it_stands_for():
     table = chartables.class_table()
     kana_hangul = regex.compile(r"[\p{Hiragana}\p{Katakana}\p{Hangul}]")
+    kana, hangul = regex.compile(r"[\p{Hiragana}\p{Katakana}]"), regex.compile(r"\p{Hangul}")
     thai = regex.compile(r"\p{Script=Thai}")
     for cp in range(0x10000):
         c, kinds = chr(cp), int(table[cp])
         if kana_hangul.match(c):
             assert kinds & chartables.CJK, hex(cp)  # the CJK face's language can be guessed
+        guessed = "ja" if kana.match(c) else "ko" if hangul.match(c) else None
+        assert chartables.guessed_language(kinds) == guessed, hex(cp)
         if unicodedata.bidirectional(c) in ("R", "AL", "RLE", "RLO", "RLI"):
             assert kinds & chartables.MAYBE_RTL, hex(cp)  # never skips the bidi algorithm wrongly
         if thai.match(c):
             assert kinds & chartables.NO_SPACE, hex(cp)
     assert table[ord("a")] == 0 and table[ord("Ж")] == 0 and table[ord("क")] == 0
+    assert table[0xFE0F] == chartables.EMOJI_SELECTOR
     assert table[ord("漢")] == chartables.CJK | chartables.NO_SPACE
 
 
@@ -102,16 +106,21 @@ def test_one_pass_font_choice_equals_the_per_character_fallback():
     stack = default_stack()
     cps = chartables.codepoints("".join(TEXTS_FOR_FONTS))
     starts = np.cumsum([0] + [len(t) for t in TEXTS_FOR_FONTS])
-    first, covered = stack.first_fonts(cps, starts)
+    kinds, first, covered = stack.text_facts(cps, starts)
     assert first[2] == kernels.MIXED and first[3] == INHERIT
     assert first[0] == first[1] != kernels.MIXED  # Cyrillic is in the Latin face
-    for t, text in enumerate(TEXTS_FOR_FONTS):
+    for t in range(len(TEXTS_FOR_FONTS)):
         bits = [i for i in range(len(stack.fonts)) if covered[t] >> i & 1]
         assert bits == [
             i for i in range(len(stack.fonts)) if stack.covers(i, cps[starts[t] : starts[t + 1]]).all()
         ]
-        for language in (None, "ja"):
-            fonts, missing = stack.assign(text, language, int(first[t]), int(covered[t]))
-            mixed, mixed_missing = stack._assign_mixed(chartables.codepoints(text), language)
-            assert fonts == mixed.tolist(), (text, language)
-            assert missing == np.flatnonzero(mixed_missing).tolist(), (text, language)
+    for language in (None, "ja", "zh", "ko"):
+        single = stack.single_fonts(
+            first, covered, kinds, np.zeros(len(TEXTS_FOR_FONTS), np.int64), [language]
+        )
+        for t, text in enumerate(TEXTS_FOR_FONTS):
+            fonts, missing = stack.assign(chartables.codepoints(text), language)
+            if single[t] >= 0:
+                assert fonts.tolist() == [single[t]] * len(text) and not missing.any(), (text, language)
+        # The common texts take the one-font path; mixed scripts and U+FE0F do not.
+        assert (single[[0, 1, 4, 7]] >= 0).all() and (single[[2, 5, 8, 9]] == -1).all(), language
