@@ -36,8 +36,8 @@ class GlyphAtlas:
         self.stack = stack or default_stack()
         self._hb_fonts: dict[int, hb.Font] = {}
         self._faces: dict[int, freetype.Face] = {}
-        self._slots: dict[int, int] = {}
-        self._sorted: tuple[np.ndarray, np.ndarray] | None = None
+        self._keys = np.zeros(0, np.int64)  # the rasterised glyphs' keys, sorted
+        self._key_slots = np.zeros(0, np.int64)  # and their slots
         self._offsets = np.zeros(0, np.int64)
         self._values = np.zeros(0, np.int32)
         self._used = 0
@@ -58,25 +58,16 @@ class GlyphAtlas:
         return font
 
     def slots(self, keys: np.ndarray) -> np.ndarray:
-        """The atlas slots of glyphs given by `kernels.glyph_key`, rasterising those not seen yet."""
-        slots, missing = kernels.lookup(*self._index, keys)
+        """The atlas slots of glyphs given by `kernels.glyph_key`, rasterising those not seen yet.
+        Looked up by a compiled binary search over the sorted keys: one call for a batch's glyphs."""
+        slots, missing = kernels.lookup(self._keys, self._key_slots, keys)
         if not missing:
             return slots
-        for key in set(keys[slots < 0].tolist()):
-            self._slot(key)
-        self._sorted = None
-        return kernels.lookup(*self._index, keys)[0]
-
-    @property
-    def _index(self) -> tuple[np.ndarray, np.ndarray]:
-        """The keys of the glyphs rasterised so far, sorted, and their slots: looked up in a compiled
-        loop, a batch's glyphs cost one call instead of a dictionary lookup each."""
-        if self._sorted is None:
-            keys = np.fromiter(self._slots, np.int64, len(self._slots))
-            order = np.argsort(keys)
-            slots = np.fromiter(self._slots.values(), np.int64, len(self._slots))
-            self._sorted = keys[order], slots[order]
-        return self._sorted
+        new = np.unique(keys[slots < 0])
+        stored = [self._store(self._rasterise(*kernels.split_glyph_key(key))) for key in new.tolist()]
+        at = np.searchsorted(self._keys, new)
+        self._keys, self._key_slots = np.insert(self._keys, at, new), np.insert(self._key_slots, at, stored)
+        return kernels.lookup(self._keys, self._key_slots, keys)[0]
 
     @property
     def tables(self) -> tuple[np.ndarray, ...]:
@@ -98,13 +89,6 @@ class GlyphAtlas:
         lo, hi = np.zeros(len(slots), np.int64), np.full(len(slots), out.size)
         kernels.composite(slots, x, y, lo, hi, start, size, offsets, values, out)
         return out
-
-    def _slot(self, key: int) -> int:
-        slot = self._slots.get(key)
-        if slot is None:
-            font, gid, phase = kernels.split_glyph_key(key)
-            slot = self._slots[key] = self._store(self._rasterise(font, gid, phase))
-        return slot
 
     def _store(self, ink: tuple[np.ndarray, int, int]) -> int:
         """Append a glyph bitmap (darkness, left, top) and return its slot."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from rendering import kernels
+from rendering.glyphs import GlyphAtlas
 
 
 def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
@@ -47,3 +48,16 @@ def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
     assert out[3, 7] == 200 and out.sum() == 200
     # Each line's ink columns, which is all the shading reads: line 0 holds column 7, line 1 nothing.
     assert columns[0].tolist() == [7, 8] and columns[1, 0] >= columns[1, 1]
+
+
+def test_glyph_atlas_rasterises_each_glyph_once_and_finds_it_again():
+    atlas = GlyphAtlas(font_size=11, stride=288)
+    a, b, c = (kernels.glyph_key(0, gid, phase) for gid, phase in ((36, 0), (37, 1), (36, 2)))
+    first = atlas.slots(np.array([a, b, a, c], np.int64))
+    assert first[0] == first[2] and len(set(first.tolist())) == 3  # one slot per glyph and phase
+    assert atlas.slots(np.array([c, a, b], np.int64)).tolist() == [first[3], first[0], first[1]]
+    d = kernels.glyph_key(0, 38, 0)
+    more = atlas.slots(np.array([d, b], np.int64))
+    assert more[1] == first[1] and more[0] == max(first) + 1  # only the new glyph is rasterised
+    start, size, *_ = atlas.tables
+    assert len(start) == 4 and (size[first] > 0).all()  # stored with ink
