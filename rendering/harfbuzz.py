@@ -74,7 +74,6 @@ _glyph_infos = types.ExternalFunction(
 _glyph_positions = types.ExternalFunction(
     "hb_buffer_get_glyph_positions", types.CPointer(types.int32)(_ADDRESS, _ADDRESS)
 )
-FONT, LANGUAGE = 5, 6  # the columns of `Runs.spans` that hold the font and the language
 
 
 class Runs(NamedTuple):
@@ -90,14 +89,16 @@ class Runs(NamedTuple):
 
 class Glyphs(NamedTuple):
     """Shaped glyphs of runs end to end; clusters are code point offsets into each run's text and
-    positions are in 26.6 pixels."""
+    positions are in 26.6 pixels. Run r's glyphs are [run_start[r], run_start[r + 1])."""
 
     gid: np.ndarray
     cluster: np.ndarray
     advance: np.ndarray
     x_offset: np.ndarray
     y_offset: np.ndarray
-    run_lengths: np.ndarray
+    font: np.ndarray  # the font's index in the stack
+    run: np.ndarray
+    run_start: np.ndarray
 
 
 class Shaper:
@@ -118,8 +119,8 @@ class Shaper:
         languages = np.array([self._language(tag) for tag in runs.languages], np.int64)
         codepoints = np.ascontiguousarray(runs.codepoints, np.uint32)  # the loop reads it as UTF-32
         capacity = max(16, 2 * len(codepoints)) if capacity is None else capacity
-        glyphs, lengths = _shape_runs(codepoints, runs.spans, self._addresses, languages, capacity)
-        return Glyphs(*glyphs, lengths)
+        glyphs, run_start = _shape_runs(codepoints, runs.spans, self._addresses, languages, capacity)
+        return Glyphs(*glyphs, run_start)
 
     @property
     def _addresses(self) -> np.ndarray:
@@ -156,11 +157,12 @@ def _shape_runs(
     codepoints: np.ndarray, spans: np.ndarray, fonts: np.ndarray, languages: np.ndarray, capacity: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shape every run of `Runs.spans`, given the HarfBuzz addresses of the fonts and languages it
-    refers to; returns ([gid, cluster, x advance, x offset, y offset] x glyphs, glyphs per run)."""
+    refers to; returns ([gid, cluster, x advance, x offset, y offset, font, run] x glyphs, and
+    where each run's glyphs start, with their end)."""
     buffer = _buffer_create()
     count = np.zeros(1, np.uint32)
-    glyphs = np.empty((5, capacity), np.int64)
-    lengths = np.empty(len(spans), np.int64)
+    glyphs = np.empty((7, capacity), np.int64)
+    run_start = np.zeros(len(spans) + 1, np.int64)
     used = 0
     for r in range(len(spans)):
         text_start, text_length, start, end, rtl, font, language = spans[r]
@@ -175,17 +177,18 @@ def _shape_runs(
         positions = numba.carray(_glyph_positions(buffer, 0), (count[0], _FIELDS))
         n = len(infos)
         if used + n > glyphs.shape[1]:
-            grown = np.empty((5, 2 * (used + n)), np.int64)
+            grown = np.empty((7, 2 * (used + n)), np.int64)
             grown[:, :used] = glyphs[:, :used]
             glyphs = grown
         for g in range(n):
             at = used + g
             glyphs[0, at], glyphs[1, at] = infos[g, 0], infos[g, 2]
             glyphs[2, at], glyphs[3, at], glyphs[4, at] = positions[g, 0], positions[g, 2], positions[g, 3]
-        lengths[r] = n
+            glyphs[5, at], glyphs[6, at] = font, r
         used += n
+        run_start[r + 1] = used
     _buffer_destroy(buffer)
-    return glyphs[:, :used], lengths
+    return glyphs[:, :used], run_start
 
 
 def _destroy_fonts(fonts: dict[int, int]) -> None:

@@ -214,14 +214,17 @@ def break_batch(
     check_no_space: np.ndarray,
     no_space: np.ndarray,
     no_break_before: np.ndarray,
-    lines: np.ndarray,
-    line_count: np.ndarray,
-    rest: np.ndarray,
-) -> None:
-    """`break_lines` for each text of a batch (code points and glyphs end to end; text t's lines into
-    lines[t], their number into line_count[t], NEED_CLUSTERS where it needs grapheme boundaries)."""
+    rows: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`break_lines` for each text of a batch (code points and glyphs end to end): text t's lines
+    (texts x `rows` x 2), their number (NEED_CLUSTERS where it needs grapheme boundaries) and where
+    the text that fits ends."""
+    texts = len(cp_start) - 1
+    lines = np.zeros((texts, rows, 2), np.int64)
+    line_count = np.zeros(texts, np.int64)
+    rest = np.zeros(texts, np.int64)
     no_bounds = np.zeros(0, np.int64)
-    for t in range(len(line_count)):
+    for t in range(texts):
         c0, c1, g0, g1 = cp_start[t], cp_start[t + 1], glyph_start[t], glyph_start[t + 1]
         if c1 > c0:
             line_count[t], rest[t] = break_lines(
@@ -235,6 +238,7 @@ def break_batch(
                 no_bounds,
                 lines[t],
             )
+    return lines, line_count, rest
 
 
 @compiled

@@ -11,6 +11,7 @@ and per run, never per glyph or pixel (HarfBuzz's results come back as arrays, r
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,7 @@ from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
-from rendering.harfbuzz import FONT, Runs, Shaper
+from rendering.harfbuzz import Runs, Shaper
 from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
 
 DEFAULTS = {
@@ -182,11 +183,11 @@ class ShapedRenderer(Renderer):
             cut.append(self._cut(text, report))
         # The texts' code points end to end; text t's are cps[starts[t]:starts[t + 1]].
         cps = chartables.codepoints("".join(cut))
-        starts = np.concatenate(([0], np.cumsum([len(text) for text in cut], dtype=np.int64)))
+        starts = np.array([0, *itertools.accumulate(map(len, cut))], np.int64)
         shaped, glyph_start, run_start, base_levels, kinds = self._shape(cut, cps, starts, languages, reports)
         no_space = kinds & chartables.NO_SPACE != 0
         lines, line_count = self._break_lines(cut, cps, starts, shaped, glyph_start, no_space, reports)
-        line_start = np.concatenate(([0], np.cumsum(line_count)))
+        line_start = np.array([0, *itertools.accumulate(line_count.tolist())], np.int64)
         order, line_of = self._visual_order(shaped, glyph_start, run_start, lines, line_count, line_start)
         return _Batch(
             cut,
@@ -255,17 +256,8 @@ class ShapedRenderer(Renderer):
             starts, single, language_of, np.array(split_count, np.int64), split_runs
         )
         glyphs = self.shaper.shape(Runs(cps, runs, tags))
-        shaped = _Shaped(
-            gid=glyphs.gid,
-            cluster=glyphs.cluster,
-            advance=glyphs.advance,
-            x_offset=glyphs.x_offset,
-            y_offset=glyphs.y_offset,
-            font=np.repeat(runs[:, FONT], glyphs.run_lengths),
-            run=np.repeat(np.arange(len(runs)), glyphs.run_lengths),
-            run_levels=run_levels,
-        )
-        glyph_start = np.concatenate(([0], np.cumsum(glyphs.run_lengths, dtype=np.int64)))[run_start]
+        shaped = _Shaped(*glyphs[:-1], run_levels=run_levels)
+        glyph_start = glyphs.run_start[run_start]
         return shaped, glyph_start, run_start, base_levels, kinds
 
     # -- line breaking --------------------------------------------------------------------------
@@ -289,31 +281,30 @@ class ShapedRenderer(Renderer):
         the texts where `no_space` is set). Returns the lines (texts x rows x 2 code point offsets)
         and how many each text has."""
         height, width = self.image_size
-        lines = np.zeros((len(texts), height // self.patch_size, 2), np.int64)
-        line_count = np.zeros(len(texts), np.int64)
-        rest = np.zeros(len(texts), np.int64)
         tables = (
             (chartables.no_space_script(), chartables.no_break_before()) if no_space.any() else _NO_TABLES
         )
         args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, *tables)
-        kernels.break_batch(cps, cp_start, *args, lines, line_count, rest)
-        # Grapheme boundaries cost a regex pass: found only for the texts that turn out to need them.
-        for t in np.flatnonzero(line_count == kernels.NEED_CLUSTERS).tolist():
-            g0, g1 = glyph_start[t], glyph_start[t + 1]
-            line_count[t], rest[t] = kernels.break_lines(
-                cps[cp_start[t] : cp_start[t + 1]],
-                shaped.cluster[g0:g1],
-                shaped.advance[g0:g1],
-                width * 64,
-                no_space[t],
-                *tables,
-                self._cluster_bounds(texts[t]),
-                lines[t],
-            )
-        for t in np.flatnonzero(rest < cp_start[1:] - cp_start[:-1]).tolist():
-            reports[t].truncated = texts[t][rest[t] :] + reports[t].truncated
-        for report, count in zip(reports, line_count.tolist(), strict=True):
-            report.lines = report.rows_used = count
+        lines, line_count, rest = kernels.break_batch(cps, cp_start, *args, height // self.patch_size)
+        counts, ends = line_count.tolist(), rest.tolist()
+        for t, (text, report) in enumerate(zip(texts, reports, strict=True)):
+            if counts[t] == kernels.NEED_CLUSTERS:
+                # Grapheme boundaries cost a regex pass: found only for the texts that turn out to need them.
+                g0, g1 = glyph_start[t], glyph_start[t + 1]
+                counts[t], ends[t] = kernels.break_lines(
+                    cps[cp_start[t] : cp_start[t + 1]],
+                    shaped.cluster[g0:g1],
+                    shaped.advance[g0:g1],
+                    width * 64,
+                    no_space[t],
+                    *tables,
+                    self._cluster_bounds(text),
+                    lines[t],
+                )
+                line_count[t] = counts[t]
+            if ends[t] < len(text):
+                report.truncated = text[ends[t] :] + report.truncated
+            report.lines = report.rows_used = counts[t]
         return lines, line_count
 
     # -- drawing --------------------------------------------------------------------------------
@@ -375,7 +366,9 @@ class ShapedRenderer(Renderer):
         if not len(batch.order):
             return darkness, np.zeros((len(darkness) // patch, 2), np.int64)
         # Right-to-left paragraphs are right-aligned, as their readers expect.
-        align_right = np.repeat(np.asarray(batch.base_levels) % 2 == 1, batch.line_count)
+        rtl = [level % 2 == 1 for level in batch.base_levels]
+        lines = len(darkness) // patch
+        align_right = np.repeat(np.array(rtl), batch.line_count) if any(rtl) else np.zeros(lines, bool)
         atlas = self.atlas
         x, lift, keys = kernels.place(
             batch.order,
@@ -397,7 +390,7 @@ class ShapedRenderer(Renderer):
         too_tall, top, bottom, columns = kernels.draw_lines(
             slots, x, lift, line_of, *region, patch, self.config["baseline"], *atlas.tables, darkness
         )
-        for row in np.flatnonzero(too_tall).tolist():
+        for row in np.flatnonzero(too_tall).tolist() if too_tall.any() else ():
             mine = line_of == row
             line_shape = (int(bottom[row] - top[row]), darkness.shape[1])
             line = atlas.composite(slots[mine], x[mine], -top[row] - lift[mine], line_shape)
