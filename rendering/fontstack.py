@@ -210,6 +210,7 @@ class FontStack:
             emoji,
         )
 
+    @functools.lru_cache(maxsize=64)  # noqa: B019 - as `order`
     def _preferred_cjk(self, language: str | None) -> int:
         """The CJK face `language` puts first; -1 without CJK faces."""
         return next((i for i in self.order(language) if self.fonts[i].languages), -1)

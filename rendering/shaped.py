@@ -282,7 +282,9 @@ class ShapedRenderer(Renderer):
         and how many each text has."""
         height, width = self.image_size
         tables = (
-            (chartables.no_space_script(), chartables.no_break_before()) if no_space.any() else _NO_TABLES
+            (chartables.no_space_script(), chartables.no_break_before())
+            if any(no_space.tolist())
+            else _NO_TABLES
         )
         args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, *tables)
         lines, line_count, rest = kernels.break_batch(cps, cp_start, *args, height // self.patch_size)
@@ -390,7 +392,7 @@ class ShapedRenderer(Renderer):
         too_tall, top, bottom, columns = kernels.draw_lines(
             slots, x, lift, line_of, *region, patch, self.config["baseline"], *atlas.tables, darkness
         )
-        for row in np.flatnonzero(too_tall).tolist() if too_tall.any() else ():
+        for row in np.flatnonzero(too_tall).tolist() if any(too_tall.tolist()) else ():
             mine = line_of == row
             line_shape = (int(bottom[row] - top[row]), darkness.shape[1])
             line = atlas.composite(slots[mine], x[mine], -top[row] - lift[mine], line_shape)
