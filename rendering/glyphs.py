@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 
 import freetype
 import numpy as np
@@ -36,8 +37,9 @@ class GlyphAtlas:
         self.stack = stack or default_stack()
         self._hb_fonts: dict[int, hb.Font] = {}
         self._faces: dict[int, freetype.Face] = {}
-        self._keys = np.zeros(0, np.int64)  # the rasterised glyphs' keys, sorted
-        self._key_slots = np.zeros(0, np.int64)  # and their slots
+        # The rasterised glyphs' keys, sorted, and their slots.
+        self._index = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self._lock = threading.Lock()
         self._offsets = np.zeros(0, np.int64)
         self._values = np.zeros(0, np.int32)
         self._used = 0
@@ -59,15 +61,21 @@ class GlyphAtlas:
 
     def slots(self, keys: np.ndarray) -> np.ndarray:
         """The atlas slots of glyphs given by `kernels.glyph_key`, rasterising those not seen yet.
-        Looked up by a compiled binary search over the sorted keys: one call for a batch's glyphs."""
-        slots, missing = kernels.lookup(self._keys, self._key_slots, keys)
+        Looked up by a compiled binary search over the sorted keys: one call for a batch's glyphs.
+        Threads may share an atlas: new glyphs are stored under a lock, and the sorted keys and
+        their slots are replaced together, so a lookup never pairs one's keys with another's slots."""
+        slots, missing = kernels.lookup(*self._index, keys)
         if not missing:
             return slots
-        new = np.unique(keys[slots < 0])
-        stored = [self._store(self._rasterise(*kernels.split_glyph_key(key))) for key in new.tolist()]
-        at = np.searchsorted(self._keys, new)
-        self._keys, self._key_slots = np.insert(self._keys, at, new), np.insert(self._key_slots, at, stored)
-        return kernels.lookup(self._keys, self._key_slots, keys)[0]
+        with self._lock:
+            keys_sorted, slots_sorted = self._index  # another thread may have stored some meanwhile
+            slots, missing = kernels.lookup(keys_sorted, slots_sorted, keys)
+            if missing:
+                new = np.unique(keys[slots < 0])
+                stored = [self._store(self._rasterise(*kernels.split_glyph_key(key))) for key in new.tolist()]
+                at = np.searchsorted(keys_sorted, new)
+                self._index = np.insert(keys_sorted, at, new), np.insert(slots_sorted, at, stored)
+            return kernels.lookup(*self._index, keys)[0]
 
     @property
     def tables(self) -> tuple[np.ndarray, ...]:

@@ -124,12 +124,15 @@ class Shaper:
 
     @property
     def _addresses(self) -> np.ndarray:
-        """hb_font_t addresses of all the stack's fonts, opened at first use (each maps its file)."""
-        if len(self._fonts) < len(self.stack.fonts):
+        """hb_font_t addresses of all the stack's fonts, opened at first use (each maps its file).
+        The table is published whole, so a thread never hands the shaping loop a partial one."""
+        count = len(self.stack.fonts)
+        if len(self._font_table) < count:
             with self._lock:
-                for index in range(len(self.stack.fonts)):
-                    self._fonts[index] = self._fonts.get(index) or self._open(index)
-                self._font_table = np.array([self._fonts[i] for i in range(len(self._fonts))], np.int64)
+                if len(self._font_table) < count:
+                    for index in range(count):
+                        self._fonts[index] = self._fonts.get(index) or self._open(index)
+                    self._font_table = np.array([self._fonts[i] for i in range(count)], np.int64)
         return self._font_table
 
     def _open(self, index: int) -> int:

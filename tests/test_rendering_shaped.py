@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -323,3 +324,24 @@ def test_bidi_isolates_do_not_break_layout(renderer):
     layout = renderer.layout("\u2067isolate\u2069 مرحبا")
     assert layout.report.lines == 1
     assert not layout.report.missing
+
+
+def test_threads_sharing_a_renderer_from_a_cold_start_draw_what_one_thread_draws(renderer):
+    # The UI's sessions are threads; a shared renderer's glyph atlas fills up under all of them.
+    texts = [
+        "混沌 漢字 テスト",
+        "ภาษาไทย ไม่ได้",
+        "مرحبا بالعالم 123",
+        "क्षत्रिय र्क कि",
+        "Ελληνικά κείμενα",
+        "한국어 문장",
+        "Ünïcödé wörds",
+        "👩🏽‍💻 🇯🇵",
+    ] * 3
+    expected, _ = renderer.render_many(texts)
+    shared = ShapedRenderer()  # its own, empty atlas
+    batches = [texts[i::4] for i in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda batch: shared.render_many(batch)[0], batches * 3))
+    for i, images in enumerate(results):
+        assert np.array_equal(images, expected[i % 4 :: 4])
