@@ -107,7 +107,7 @@ class Shaper:
 
     def __init__(self, stack: FontStack, font_size: int):
         self.stack, self.font_size = stack, font_size
-        self._fonts: dict[int, int] = {}  # stack index -> hb_font_t address
+        self._fonts: list[int] = []  # hb_font_t addresses, in stack order, as far as opened
         self._font_table = np.zeros(0, np.int64)
         self._languages: dict[str | None, int] = {None: 0}
         self._lock = threading.Lock()
@@ -130,9 +130,9 @@ class Shaper:
         if len(self._font_table) < count:
             with self._lock:
                 if len(self._font_table) < count:
-                    for index in range(count):
-                        self._fonts[index] = self._fonts.get(index) or self._open(index)
-                    self._font_table = np.array([self._fonts[i] for i in range(count)], np.int64)
+                    for index in range(len(self._fonts), count):  # after a failure, from where it stopped
+                        self._fonts.append(self._open(index))
+                    self._font_table = np.array(self._fonts, np.int64)
         return self._font_table
 
     def _open(self, index: int) -> int:
@@ -194,6 +194,6 @@ def _shape_runs(
     return glyphs[:, :used], run_start
 
 
-def _destroy_fonts(fonts: dict[int, int]) -> None:
-    for font in fonts.values():
+def _destroy_fonts(fonts: list[int]) -> None:
+    for font in fonts:
         _font_destroy(font)

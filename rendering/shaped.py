@@ -221,7 +221,7 @@ class ShapedRenderer(Renderer):
         # as much as a pass over them.
         kinds_of = kinds.tolist()
         languages = [
-            language or (chartables.guessed_language(k) if k & chartables.CJK else None)
+            language or chartables.guessed_language(k)
             for language, k in zip(languages, kinds_of, strict=True)
         ]
         tags = list(dict.fromkeys(languages))  # harfbuzz.Runs.languages

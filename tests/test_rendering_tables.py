@@ -4,6 +4,7 @@ properties it stands for, the one-pass font choice against the per-character fal
 
 from __future__ import annotations
 
+import gc
 import unicodedata
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 import regex
 import uharfbuzz as hb
 
-from rendering import chartables, kernels
+from rendering import chartables, harfbuzz, kernels
 from rendering.fontstack import INHERIT, default_stack
 from rendering.harfbuzz import Runs, Shaper
 
@@ -125,3 +126,14 @@ def test_one_pass_font_choice_equals_the_per_character_fallback():
                 assert fonts.tolist() == [single[t]] * len(text) and not missing.any(), (text, language)
         # The common texts take the one-font path; mixed scripts and U+FE0F do not.
         assert (single[[0, 1, 4, 7]] >= 0).all() and (single[[2, 5, 8, 9]] == -1).all(), language
+
+
+def test_a_shaper_frees_every_font_it_opened(monkeypatch):
+    freed = []
+    destroy = harfbuzz._font_destroy
+    monkeypatch.setattr(harfbuzz, "_font_destroy", lambda font: (freed.append(font), destroy(font)))
+    shaper = Shaper(default_stack(), 11)
+    opened = shaper._addresses.tolist()
+    del shaper
+    gc.collect()
+    assert len(opened) == len(default_stack().fonts) and sorted(freed) == sorted(opened)
