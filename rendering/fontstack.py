@@ -75,18 +75,19 @@ def _find(file: str, search_paths: list[Path]) -> Path | None:
 
 
 def _load_font(entry: dict, path: Path) -> StackFont:
-    font = TTFont(path, fontNumber=entry.get("index", 0), lazy=True)
-    return StackFont(
-        id=entry["id"],
-        path=path,
-        index=entry.get("index", 0),
-        color=entry.get("color", False),
-        languages=tuple(entry.get("languages", ())),
-        cmap=frozenset(font.getBestCmap() or {}),
-        upem=font["head"].unitsPerEm,
-        ascent=font["hhea"].ascent,
-        descent=-font["hhea"].descent,
-    )
+    # Closed once its tables are read: HarfBuzz opens the file itself when it shapes.
+    with TTFont(path, fontNumber=entry.get("index", 0), lazy=True) as font:
+        return StackFont(
+            id=entry["id"],
+            path=path,
+            index=entry.get("index", 0),
+            color=entry.get("color", False),
+            languages=tuple(entry.get("languages", ())),
+            cmap=frozenset(font.getBestCmap() or {}),
+            upem=font["head"].unitsPerEm,
+            ascent=font["hhea"].ascent,
+            descent=-font["hhea"].descent,
+        )
 
 
 class FontStack:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
+import warnings
 
 import numpy as np
 from PIL import Image
@@ -55,3 +57,14 @@ def test_font_path_directories_are_searched_first(tmp_path, monkeypatch):
     stack = FontStack.from_file()
     assert next(f for f in stack.fonts if f.id == "thai").path == tmp_path / thai.path.name
     assert next(f for f in stack.fonts if f.id == "latin").path == default_stack().fonts[0].path
+
+
+def test_loading_the_font_stack_leaves_no_font_file_open():
+    # It is loaded once per process, workers included; open files would pile up with each.
+    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        stack = FontStack.from_file()
+        gc.collect()
+    assert len(stack.fonts) > 10
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
