@@ -19,12 +19,13 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.metrics import CAPTION_PROTOCOLS
 from pixglot.errors import FileFormatError, InputError
 
 CAPTIONS_FILE = "captions.jsonl"
 IMAGES_DIR = "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-PROTOCOLS = ("all", "first")
+WORD_SEPARATOR = ", "  # CLDR keywords, and word lists in general: "cat, face, pet"
 DEFAULT_NAME = "xm3600"
 
 
@@ -58,16 +59,42 @@ class CaptionDataset:
 
         `images` restricts to those image indices (e.g. the ones that could be decoded).
         """
-        if protocol not in PROTOCOLS:
-            raise InputError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+        if protocol not in CAPTION_PROTOCOLS:
+            raise InputError(
+                f"unknown caption protocol {protocol!r}; expected one of {', '.join(CAPTION_PROTOCOLS)}"
+            )
         texts, owners = [], []
-        for index, captions in self.captions[language].items():
-            if images is not None and index not in images:
-                continue
+        for index, captions in self._captions_of(language, images):
             chosen = captions[:1] if protocol == "first" else captions
             texts.extend(chosen)
             owners.extend([index] * len(chosen))
         return texts, owners
+
+    def word_queries(
+        self, language: str, images: Collection[int] | None = None
+    ) -> tuple[list[str], list[int], list[int]]:
+        """One-word queries of `language`: every word of its captions that are word lists ("a, b, c"),
+        once, in sorted order, and the relevant (word, image) pairs as two index lists: an image is
+        relevant to a word when any of its captions is that word or a list holding it (so the cat
+        emoji captioned just "cat" is a cat too)."""
+        words_of: dict[int, set[str]] = {}
+        queries: set[str] = set()
+        for index, captions in self._captions_of(language, images):
+            parts = [caption.split(WORD_SEPARATOR) for caption in captions]
+            words_of[index] = {word.strip() for words in parts for word in words} - {""}
+            queries.update(word.strip() for words in parts if len(words) > 1 for word in words)
+        queries.discard("")
+        words = sorted(queries)
+        position = {word: i for i, word in enumerate(words)}
+        pairs = sorted((position[w], index) for index, ws in words_of.items() for w in ws if w in position)
+        return words, [w for w, _ in pairs], [index for _, index in pairs]
+
+    def _captions_of(self, language: str, images: Collection[int] | None) -> Iterable[tuple[int, list[str]]]:
+        return (
+            (index, captions)
+            for index, captions in self.captions[language].items()
+            if images is None or index in images
+        )
 
     def issues_of(self, kinds: Iterable[str]) -> list[Issue]:
         kinds = set(kinds)

@@ -22,7 +22,14 @@ from sqlalchemy import Engine
 from data import captions as captions_io
 from data.captions import CaptionDataset, Issue
 from data.embedding_cache import cached_metrics, image_embeddings, text_embeddings
-from data.metrics import DEFAULT_KS, PROTOCOLS, TIE_RULE, mean_over_languages, retrieval_metrics
+from data.metrics import (
+    DEFAULT_KS,
+    PROTOCOLS,
+    TIE_RULE,
+    mean_over_languages,
+    retrieval_metrics,
+    word_retrieval_metrics,
+)
 from data.reports import write_reports
 from data.runs import RunRecord, code_revision, delete_run, list_runs, record_run
 from pixglot.db import connect
@@ -131,22 +138,32 @@ def evaluate_retrieval(
     timings["text_seconds"] = timings["metric_seconds"] = 0.0
     for language in dataset.languages:
         t0 = time.perf_counter()
-        texts, owners = dataset.pairs(language, protocol, images=row_of_image)
+        if protocol == "words":
+            texts, pair_text, pair_image = dataset.word_queries(language, images=row_of_image)
+            images = sorted(i for i in dataset.captions[language] if i in row_of_image)
+        else:
+            texts, owners = dataset.pairs(language, protocol, images=row_of_image)
+            images = sorted(set(owners))
         if not texts:
-            issues.append(
-                Issue("no_images", f"language {language!r}", "no usable image has captions; skipped")
-            )
+            what = "word lists" if protocol == "words" else "captions"
+            reason = f"no usable image has {what}; skipped"
+            issues.append(Issue("no_images", f"language {language!r}", reason))
             continue
         text_vectors = text_embeddings(encoder, texts, batch_size=batch_size)
         timings["text_seconds"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        images = sorted(set(owners))
         local = {image: i for i, image in enumerate(images)}
         image_vectors = encoded.vectors[[row_of_image[i] for i in images]]
-        text_image = np.array([local[o] for o in owners], dtype=np.int64)
-        per_language[language] = cached_metrics(
-            retrieval_metrics, image_vectors, text_vectors, text_image, ks=list(ks), protocol=protocol
-        )
+        if protocol == "words":
+            relevant = np.array(pair_text, np.int64), np.array([local[i] for i in pair_image], np.int64)
+            per_language[language] = cached_metrics(
+                word_retrieval_metrics, image_vectors, text_vectors, *relevant, ks=list(ks)
+            )
+        else:
+            text_image = np.array([local[o] for o in owners], dtype=np.int64)
+            per_language[language] = cached_metrics(
+                retrieval_metrics, image_vectors, text_vectors, text_image, ks=list(ks), protocol=protocol
+            )
         timings["metric_seconds"] += time.perf_counter() - t0
     if not per_language:
         raise PixglotError(

@@ -7,6 +7,10 @@ Protocol "all" (big_vision): similarity = image_emb @ text_emb.T in float32.
   own captions is among the first k. Denominator: images (an image without captions is a miss).
 Protocol "first" (CLIP_benchmark's XM3600 setup): only the first caption of each image is kept (the
 first in `text_image` order), then the same computation.
+Protocol "words" (Pixglot's one-word search, `word_retrieval_metrics`): the queries are words, each
+relevant to every image that has it; text->image is a hit at k when any image of the word is among
+the first k, image->text when any word of the image is. Its expected value under a random ranking
+("chance") is returned too: it differs from word to word (a word of 100 images is easy to hit).
 
 Tie rule (pessimistic, deterministic): a competitor whose score equals the correct item's score
 ranks before it. big_vision breaks ties by numpy's unstable argsort, i.e. in an arbitrary but
@@ -28,12 +32,16 @@ import numpy as np
 
 from pixglot.errors import InputError
 
-PROTOCOLS = ("all", "first")
+CAPTION_PROTOCOLS = ("all", "first")
+PROTOCOLS = (*CAPTION_PROTOCOLS, "words")
 PROTOCOL_DESCRIPTIONS = {
     "all": "all (big_vision image_text_retrieval): every caption counts; image→text is a hit when any "
     "caption of the image is in the top k (over images); text→image ranks all images for each caption "
     "(over captions)",
     "first": "first (CLIP_benchmark): only the first caption of each image; otherwise as 'all'",
+    "words": 'words (one-word search): each word of the captions that are word lists ("a, b, c") is a '
+    "query; text→image is a hit when any image that has the word is in the top k (over words); "
+    "image→text when any word of the image is (over images)",
 }
 TIE_RULE = "pessimistic"
 TIE_RULE_DESCRIPTION = (
@@ -58,13 +66,25 @@ def _as_embeddings(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _validate(
-    image_emb, text_emb, text_image, ks
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:  # noqa: ANN001
+def _embeddings(image_emb, text_emb) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     image_emb = _as_embeddings("image_emb", image_emb)
     text_emb = _as_embeddings("text_emb", text_emb)
     if image_emb.shape[1] != text_emb.shape[1]:
         raise InputError(f"image_emb has dimension {image_emb.shape[1]} but text_emb {text_emb.shape[1]}")
+    return image_emb, text_emb
+
+
+def _ks(ks: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or min(ks) < 1:
+        raise InputError(f"ks must be positive integers, got {ks}")
+    return ks
+
+
+def _validate(
+    image_emb, text_emb, text_image, ks
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:  # noqa: ANN001
+    image_emb, text_emb = _embeddings(image_emb, text_emb)
     text_image = np.asarray(text_image)
     if text_image.shape != (text_emb.shape[0],):
         raise InputError(
@@ -77,10 +97,7 @@ def _validate(
             f"text_image values must lie in [0, {image_emb.shape[0]}), "
             f"got {text_image.min()}..{text_image.max()}"
         )
-    ks = tuple(int(k) for k in ks)
-    if not ks or min(ks) < 1:
-        raise InputError(f"ks must be positive integers, got {ks}")
-    return image_emb, text_emb, text_image.astype(np.int64), ks
+    return image_emb, text_emb, text_image.astype(np.int64), _ks(ks)
 
 
 @dataclass
@@ -165,8 +182,10 @@ def _recalls(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
 
 def select_protocol(text_image: np.ndarray, protocol: str) -> np.ndarray:
     """Indices of the texts that the protocol scores: all, or the first of each image."""
-    if protocol not in PROTOCOLS:
-        raise InputError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol not in CAPTION_PROTOCOLS:
+        raise InputError(
+            f"unknown caption protocol {protocol!r}; expected one of {', '.join(CAPTION_PROTOCOLS)}"
+        )
     if protocol == "all":
         return np.arange(len(text_image))
     _, first = np.unique(text_image, return_index=True)
@@ -203,6 +222,107 @@ def retrieval_metrics(
     }
 
 
+def _relevance_rows(pair_text: np.ndarray, pair_image: np.ndarray, rows: slice, n_images: int) -> np.ndarray:
+    mask = np.zeros((rows.stop - rows.start, n_images), dtype=bool)
+    inside = (pair_text >= rows.start) & (pair_text < rows.stop)
+    mask[pair_text[inside] - rows.start, pair_image[inside]] = True
+    return mask
+
+
+def word_ranks(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    pair_text: np.ndarray,
+    pair_image: np.ndarray,
+    max_cells: int = _MAX_CELLS,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """0-based ranks, (pessimistic, optimistic), of each query's best relevant image and of each
+    image's best relevant query, counting only competitors that are not relevant; -1 for an image
+    without a query. (pair_text[j], pair_image[j]) are the relevant pairs."""
+    images, texts = _columns(image_emb), _columns(text_emb)
+    n_images = len(image_emb)
+
+    def scores(rows: slice) -> np.ndarray:
+        # Through the distinct vectors, so that identical vectors score identically.
+        unique = texts.vectors[texts.of_row[rows]] @ images.vectors.T
+        return unique[:, images.of_row]
+
+    t2i = (np.empty(len(text_emb), np.int64), np.empty(len(text_emb), np.int64))
+    best_text = np.full(n_images, -np.inf, dtype=np.float32)
+    chunks = list(_chunks(len(text_emb), n_images, max_cells))
+    for rows in chunks:
+        s, relevant = scores(rows), _relevance_rows(pair_text, pair_image, rows, n_images)
+        best = np.where(relevant, s, -np.inf).max(axis=1)
+        t2i[0][rows] = np.count_nonzero(~relevant & (s >= best[:, None]), axis=1)
+        t2i[1][rows] = np.count_nonzero(~relevant & (s > best[:, None]), axis=1)
+        np.maximum(best_text, np.where(relevant, s, -np.inf).max(axis=0), out=best_text)
+    i2t = (np.zeros(n_images, np.int64), np.zeros(n_images, np.int64))
+    for rows in chunks:  # a second pass: an image's best query is known only after the first
+        s, relevant = scores(rows), _relevance_rows(pair_text, pair_image, rows, n_images)
+        i2t[0][:] += np.count_nonzero(~relevant & (s >= best_text), axis=0)
+        i2t[1][:] += np.count_nonzero(~relevant & (s > best_text), axis=0)
+    without = ~np.isfinite(best_text)
+    for ranks in i2t:
+        ranks[without] = -1
+    return {"text_to_image": t2i, "image_to_text": i2t}
+
+
+def _chance(n_relevant: np.ndarray, n_candidates: int, ks: Sequence[int]) -> dict[str, float]:
+    """Mean probability that a uniformly random ranking puts one of n_relevant among the first k."""
+    out = {}
+    for k in ks:
+        # 1 - C(n - r, k) / C(n, k) = 1 - prod_{i<k} (n - r - i) / (n - i)
+        i = np.arange(min(k, n_candidates))
+        miss = np.prod(np.clip(n_candidates - n_relevant[:, None] - i, 0, None) / (n_candidates - i), axis=1)
+        out[f"recall@{k}"] = float(np.mean(1 - miss))
+    return out
+
+
+def word_retrieval_metrics(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    pair_text: Sequence[int] | np.ndarray,
+    pair_image: Sequence[int] | np.ndarray,
+    ks: Sequence[int] = DEFAULT_KS,
+    max_cells: int = _MAX_CELLS,
+) -> dict:
+    """Protocol "words": Recall@k both ways when a query may be relevant to many images and an image
+    to many queries (the pairs), as `retrieval_metrics` returns it, plus "chance" (the expected
+    Recall@k of a random ranking) for both directions."""
+    image_emb, text_emb = _embeddings(image_emb, text_emb)
+    ks = _ks(ks)
+    pair_text, pair_image = np.asarray(pair_text), np.asarray(pair_image)
+    if pair_text.ndim != 1 or pair_text.shape != pair_image.shape:
+        raise InputError(
+            f"pair_text and pair_image must be 1-D and of one length, got shapes {pair_text.shape} "
+            f"and {pair_image.shape}"
+        )
+    sides = (("pair_text", pair_text, len(text_emb)), ("pair_image", pair_image, len(image_emb)))
+    for name, pairs, n in sides:
+        inside = pairs.size == 0 or (pairs.min() >= 0 and pairs.max() < n)
+        if not (np.issubdtype(pairs.dtype, np.integer) and inside):
+            raise InputError(f"{name} must hold integer indices in [0, {n})")
+    pair_text, pair_image = pair_text.astype(np.int64), pair_image.astype(np.int64)
+    n_relevant = np.bincount(pair_text, minlength=len(text_emb))
+    if not n_relevant.all():
+        raise InputError(f"query {int(np.argmin(n_relevant))} has no relevant image")
+    ranks = word_ranks(image_emb, text_emb, pair_text, pair_image, max_cells)
+    words_of_image = np.bincount(pair_image, minlength=len(image_emb))
+    return {
+        "protocol": "words",
+        "tie_rule": TIE_RULE,
+        "n_images": int(len(image_emb)),
+        "n_texts": int(len(text_emb)),
+        "images_without_text": int(np.sum(words_of_image == 0)),
+        **{d: _recalls(ranks[d][0], ks) for d in DIRECTIONS},
+        "optimistic": {d: _recalls(ranks[d][1], ks) for d in DIRECTIONS},
+        "chance": {
+            "text_to_image": _chance(n_relevant, len(image_emb), ks),
+            "image_to_text": _chance(words_of_image, len(text_emb), ks),  # no word: never a hit
+        },
+    }
+
+
 def mean_over_languages(per_language: dict[str, dict]) -> dict:
     """The unweighted mean of each Recall@k over languages (each language counts once)."""
     if not per_language:
@@ -212,10 +332,9 @@ def mean_over_languages(per_language: dict[str, dict]) -> dict:
     for direction in DIRECTIONS:
         names = results[0][direction].keys()
         mean[direction] = {n: float(np.mean([r[direction][n] for r in results])) for n in names}
-    mean["optimistic"] = {
-        direction: {
-            n: float(np.mean([r["optimistic"][direction][n] for r in results])) for n in mean[direction]
-        }
-        for direction in DIRECTIONS
-    }
+    for bound in ("optimistic", "chance"):
+        if all(bound in r for r in results):
+            mean[bound] = {
+                d: {n: float(np.mean([r[bound][d][n] for r in results])) for n in mean[d]} for d in DIRECTIONS
+            }
     return mean

@@ -111,6 +111,11 @@ def _table_rows(run: RunRecord) -> tuple[list[str], list[list[str]]]:
         cells = [language, str(block.get("n_images", "")), str(block.get("n_texts", ""))]
         cells += [_pct(block[d][f"recall@{k}"]) for d in DIRECTIONS for k in ks]
         body.append(cells)
+    chance = run.metrics["mean"].get("chance")
+    if chance:  # protocol "words": what a random ranking would reach, word by word
+        body.append(
+            ["chance (mean)", "", ""] + [_pct(chance[d][f"recall@{k}"]) for d in DIRECTIONS for k in ks]
+        )
     return header, body
 
 

@@ -114,3 +114,27 @@ def test_split_field_selects_lines_and_dataset_json_names_the_dataset(tmp_path):
 def test_missing_captions_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileFormatError, match="captions.jsonl"):
         load(tmp_path)
+
+
+def test_word_queries_are_the_words_of_word_lists_relevant_to_every_image_that_has_them(tmp_path):
+    root = write_dataset(
+        tmp_path / "emoji",
+        [
+            _line("u1f431", en=["cat face", "cat, face, pet"], de=["Katzengesicht", "Gesicht, Katze"]),
+            _line("u1f408", en=["cat"]),  # a name that is itself one word of the lists
+            _line("u1f46a", en=["family: man, woman, boy", "boy, family, man, woman"]),
+            _line("u1f3f3", en=["white flag"]),  # no word list, no word of one: no query finds it
+        ],
+        ["u1f431.png", "u1f408.png", "u1f46a.png", "u1f3f3.png"],
+    )
+    ds = load(root)
+    words, pair_word, pair_image = ds.word_queries("en")
+    relevant = {(words[w], i) for w, i in zip(pair_word, pair_image, strict=True)}
+    assert words == sorted(words) and len(set(words)) == len(words)
+    assert {"cat", "face", "pet", "boy", "family", "man", "woman"} <= set(words)
+    assert "cat face" not in words and "white flag" not in words  # names are not one-word queries
+    assert ("cat", 0) in relevant and ("cat", 1) in relevant and ("cat", 2) not in relevant
+    assert ("woman", 2) in relevant and not any(i == 3 for _, i in relevant)
+    assert {w for w, i in relevant if i == 0} == {"cat", "face", "pet"}
+    assert ds.word_queries("de") == (["Gesicht", "Katze"], [0, 1], [0, 0])
+    assert ds.word_queries("en", images={1, 3}) == ([], [], [])  # no word list among them

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from data.metrics import mean_over_languages, retrieval_metrics
+from data.metrics import mean_over_languages, retrieval_metrics, word_retrieval_metrics
 from pixglot.cli import main
 from pixglot.errors import InputError
 
@@ -171,3 +171,80 @@ def test_cli_embeddings_names_a_missing_array(tmp_path, capsys):
     np.savez(path, image_emb=np.eye(2))
     assert main(["eval", "embeddings", str(path)]) == 2
     assert "text_emb" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- protocol "words"
+
+
+def _words(similarities: list[list[float]], pairs: list[tuple[int, int]], **kwargs) -> dict:
+    """similarities[word][image]; pairs: (word, image) that are relevant to each other."""
+    sims = np.array(similarities, dtype=np.float32)
+    words, images = zip(*pairs, strict=True)
+    return word_retrieval_metrics(np.eye(sims.shape[1], dtype=np.float32), sims, words, images, **kwargs)
+
+
+def test_a_word_is_found_by_any_of_its_images_and_its_other_images_are_no_competitors():
+    # Word 0 ("cat") belongs to images 0 and 1, word 1 ("flag") to image 2; image 3 has no word.
+    m = _words([[0.9, 0.8, 0.7, 0.1], [0.5, 0.6, 0.4, 0.0]], [(0, 0), (0, 1), (1, 2)], ks=(1, 2, 3))
+    # "cat": its best image ranks first. "flag": images 0 and 1 (not its own) score above image 2.
+    assert m["text_to_image"] == {"recall@1": 0.5, "recall@2": 0.5, "recall@3": 1.0}
+    # Image 0 and 1 find "cat" first; image 2 ranks "cat" (0.7) above "flag" (0.4); image 3 has none.
+    assert m["image_to_text"] == {"recall@1": 0.5, "recall@2": 0.75, "recall@3": 0.75}
+    assert (m["protocol"], m["n_texts"], m["images_without_text"]) == ("words", 2, 1)
+    # Chance: "cat" hits the top 1 of 4 with p 2/4, "flag" with 1/4; an image of one word in 2: 1/2.
+    assert m["chance"]["text_to_image"]["recall@1"] == pytest.approx((2 / 4 + 1 / 4) / 2)
+    assert m["chance"]["image_to_text"]["recall@1"] == pytest.approx(3 * (1 / 2) / 4)
+    assert m["chance"]["text_to_image"]["recall@3"] == pytest.approx((1 + (1 - 3 / 4 * 2 / 3 * 1 / 2)) / 2)
+
+
+def test_words_ties_count_against_and_the_optimistic_bound_is_reported():
+    m = _words([[0.5, 0.5, 0.1]], [(0, 0)], ks=(1,))
+    assert m["text_to_image"]["recall@1"] == 0.0
+    assert m["optimistic"]["text_to_image"]["recall@1"] == 1.0
+
+
+def _words_reference(image_emb, text_emb, relevant, ks):
+    """The protocol transcribed directly: rank by descending similarity, a hit when a relevant item
+    is among the first k (ties broken by index: no ties in random data)."""
+    sims = text_emb @ image_emb.T
+    by_text = np.argsort(-sims, axis=1)
+    t2i = {k: float(np.mean(np.take_along_axis(relevant, by_text[:, :k], 1).any(1))) for k in ks}
+    by_image = np.argsort(-sims.T, axis=1)
+    i2t = {k: float(np.mean(np.take_along_axis(relevant.T, by_image[:, :k], 1).any(1))) for k in ks}
+    return t2i, i2t
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_words_match_the_argsort_reference_and_chunking_changes_nothing(seed):
+    rng = np.random.default_rng(seed)
+    n_words, n_images, dim = 50, 30, 6
+    relevant = rng.random((n_words, n_images)) < 0.08
+    relevant[:, 0] = False  # one image has no word
+    relevant[np.arange(n_words), rng.integers(1, n_images, n_words)] = True  # every word has an image
+    image_emb = rng.normal(size=(n_images, dim)).astype(np.float32)
+    text_emb = (relevant @ image_emb + rng.normal(scale=2.0, size=(n_words, dim))).astype(np.float32)
+    words, images = np.nonzero(relevant)
+    ks = (1, 5, 10)
+    whole = word_retrieval_metrics(image_emb, text_emb, words, images, ks=ks)
+    assert word_retrieval_metrics(image_emb, text_emb, words, images, ks=ks, max_cells=7) == whole
+    t2i, i2t = _words_reference(image_emb, text_emb, relevant, ks)
+    assert whole["text_to_image"] == {f"recall@{k}": t2i[k] for k in ks}
+    assert whole["image_to_text"] == {f"recall@{k}": i2t[k] for k in ks}
+    assert whole["images_without_text"] == int(np.sum(~relevant.any(0))) >= 1
+    # Chance, by simulation: random rankings hit as often as the formula says.
+    shuffled = np.argsort(rng.random((4000, n_images)), axis=1)[:, :5]
+    simulated = np.mean([relevant[w % n_words][shuffled[w]].any() for w in range(4000)])
+    assert whole["chance"]["text_to_image"]["recall@5"] == pytest.approx(simulated, abs=0.03)
+
+
+@pytest.mark.parametrize(
+    ("words", "images", "message"),
+    [
+        ([0], [0, 1], "one length"),
+        ([0, 1], [0, 5], r"pair_image must hold integer indices in \[0, 2\)"),
+        ([0, 0], [0, 1], "query 1 has no relevant image"),
+    ],
+)
+def test_bad_word_pairs_are_rejected_with_a_clear_message(words, images, message):
+    with pytest.raises(InputError, match=message):
+        word_retrieval_metrics(np.eye(2), np.eye(2), words, images)

@@ -208,6 +208,30 @@ def test_emoji36_runs_through_the_same_evaluator(tiny_encoder, tmp_path, capsys)
     assert "emoji36/test" in capsys.readouterr().out
 
 
+def test_one_word_search_on_emoji36_through_the_cli(tiny_encoder, tmp_path, capsys):
+    from data import captions, emoji36
+
+    data = tmp_path / "emoji36"
+    emoji36.build(data, languages=("en", "ja"), only=["🐱", "🐈", "😺", "🇫🇷", "🇯🇵", "🏳"])
+    model_dir = tmp_path / "tiny"
+    model.save(tiny_encoder, model_dir)
+    base = ["eval", "emoji36", "--data", str(data), "--model", str(model_dir), "--split", "all"]
+    assert main([*base, "--protocol", "words", "--out", str(tmp_path / "words")]) == 0
+    printed = capsys.readouterr().out
+    assert "words (one-word search)" in printed and "| chance (mean) |" in printed
+    (run,) = list_runs()
+    words, pair_word, _ = captions.load(data).word_queries("en")
+    en = run.metrics["languages"]["en"]
+    assert run.protocol == "words" and en["n_texts"] == len(words) and en["n_images"] == 6
+    assert (
+        "cat" in words and sum(words[w] == "cat" for w in pair_word) == 3
+    )  # every cat, the one named "cat" too
+    # A random ranking of six pictures finds one of a word's pictures in the top 5 at least 5/6 of the time.
+    assert 5 / 6 <= run.metrics["mean"]["chance"]["text_to_image"]["recall@5"] < 1
+    for direction in ("text_to_image", "image_to_text"):
+        assert 0 <= run.recall("mean", direction, 1) <= run.recall("mean", direction, 5) <= 1
+
+
 def test_int8_evaluation_is_its_own_run_with_its_own_embeddings(
     tiny_encoder, clean_data, tmp_path, pixglot_home
 ):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data.metrics import CAPTION_PROTOCOLS, PROTOCOLS
 from pixglot.errors import FileFormatError
 
 
@@ -30,14 +31,16 @@ def _add_benchmark(
     p.add_argument("--languages", nargs="+", metavar="CODE", help="language codes (default: all in the data)")
     p.add_argument(
         "--protocol",
-        choices=("all", "first"),
+        choices=PROTOCOLS,
         default="all",
-        help="all: every caption (big_vision); first: first caption per image (CLIP_benchmark)",
+        help="all: every caption (big_vision); first: first caption per image (CLIP_benchmark); "
+        "words: each word of the word-list captions as a one-word query (Emoji-36's keywords)",
     )
     p.add_argument(
         "--split",
         default=default_split,
-        help="only lines with this 'split' field" + (f" (default: {default_split})" if default_split else ""),
+        help="only lines with this 'split' field; 'all': every line"
+        + (f" (default: {default_split})" if default_split else ""),
     )
     p.add_argument(
         "--out", metavar="DIR", help="report directory (default: PIXGLOT_HOME/evals/<date>-<dataset>-<model>)"
@@ -76,7 +79,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
         "embeddings", help="Recall@k of saved embeddings (.npz: image_emb, text_emb, text_image)"
     )
     p.add_argument("file", metavar="FILE.npz")
-    p.add_argument("--protocol", choices=("all", "first"), default="all")
+    p.add_argument("--protocol", choices=CAPTION_PROTOCOLS, default="all")
     p.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], metavar="K")
     p.set_defaults(func=_run_embeddings)
 
@@ -112,7 +115,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
         encoder,
         languages=_languages(args.languages),
         protocol=args.protocol,
-        split=args.split,
+        split=None if args.split == "all" else args.split,
         strict=args.strict,
         out_dir=args.out,
         engine=None if args.no_record else _engine(args),
