@@ -302,7 +302,8 @@ def word_retrieval_metrics(
         inside = pairs.size == 0 or (pairs.min() >= 0 and pairs.max() < n)
         if not (np.issubdtype(pairs.dtype, np.integer) and inside):
             raise InputError(f"{name} must hold integer indices in [0, {n})")
-    pair_text, pair_image = pair_text.astype(np.int64), pair_image.astype(np.int64)
+    # A pair given twice is one pair (the chance counts each relevant image once).
+    pair_text, pair_image = np.unique(np.stack([pair_text, pair_image]).astype(np.int64), axis=1)
     n_relevant = np.bincount(pair_text, minlength=len(text_emb))
     if not n_relevant.all():
         raise InputError(f"query {int(np.argmin(n_relevant))} has no relevant image")

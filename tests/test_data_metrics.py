@@ -194,6 +194,10 @@ def test_a_word_is_found_by_any_of_its_images_and_its_other_images_are_no_compet
     # Chance: "cat" hits the top 1 of 4 with p 2/4, "flag" with 1/4; an image of one word in 2: 1/2.
     assert m["chance"]["text_to_image"]["recall@1"] == pytest.approx((2 / 4 + 1 / 4) / 2)
     assert m["chance"]["image_to_text"]["recall@1"] == pytest.approx(3 * (1 / 2) / 4)
+    assert (
+        _words([[0.9, 0.8, 0.7, 0.1], [0.5, 0.6, 0.4, 0.0]], [(0, 0), (1, 2), (0, 1), (0, 0)], ks=(1, 2, 3))
+        == m
+    )
     assert m["chance"]["text_to_image"]["recall@3"] == pytest.approx((1 + (1 - 3 / 4 * 2 / 3 * 1 / 2)) / 2)
 
 
