@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from data import cldr
 from data.atomic import write_bytes_atomic
+from data.captions import WORD_SEPARATOR
 from data.emoji_font import EmojiFont, find_emoji_font
 from data.xm3600 import LANGUAGES
 from pixglot.errors import InputError
@@ -104,7 +105,7 @@ def split_of(emoji: str, test_fraction: float = TEST_FRACTION) -> str:
 def captions_of(annotation: cldr.Annotation) -> list[str]:
     captions = [annotation.name] if annotation.name else []
     if annotation.keywords:
-        phrase = ", ".join(annotation.keywords)
+        phrase = WORD_SEPARATOR.join(annotation.keywords)
         if phrase not in captions:
             captions.append(phrase)
     return captions

@@ -222,11 +222,30 @@ def retrieval_metrics(
     }
 
 
-def _relevance_rows(pair_text: np.ndarray, pair_image: np.ndarray, rows: slice, n_images: int) -> np.ndarray:
-    mask = np.zeros((rows.stop - rows.start, n_images), dtype=bool)
-    inside = (pair_text >= rows.start) & (pair_text < rows.stop)
-    mask[pair_text[inside] - rows.start, pair_image[inside]] = True
+def _relevance_rows(pair_row: np.ndarray, pair_col: np.ndarray, rows: slice, n_cols: int) -> np.ndarray:
+    mask = np.zeros((rows.stop - rows.start, n_cols), dtype=bool)
+    inside = (pair_row >= rows.start) & (pair_row < rows.stop)
+    mask[pair_row[inside] - rows.start, pair_col[inside]] = True
     return mask
+
+
+def _best_relevant_ranks(
+    row_emb: np.ndarray, col_emb: np.ndarray, pair_row: np.ndarray, pair_col: np.ndarray, max_cells: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the 0-based rank, (pessimistic, optimistic), of its best relevant column among the
+    columns not relevant to it; -1 for a row with no relevant column."""
+    rows_u, cols_u = _columns(row_emb), _columns(col_emb)
+    pessimistic = np.empty(len(row_emb), dtype=np.int64)
+    optimistic = np.empty(len(row_emb), dtype=np.int64)
+    for rows in _chunks(len(row_emb), len(col_emb), max_cells):
+        # Through the distinct vectors, so that identical vectors score identically.
+        scores = (rows_u.vectors[rows_u.of_row[rows]] @ cols_u.vectors.T)[:, cols_u.of_row]
+        relevant = _relevance_rows(pair_row, pair_col, rows, len(col_emb))
+        best = np.where(relevant, scores, -np.inf).max(axis=1)[:, None]
+        has = relevant.any(axis=1)
+        pessimistic[rows] = np.where(has, np.count_nonzero(~relevant & (scores >= best), axis=1), -1)
+        optimistic[rows] = np.where(has, np.count_nonzero(~relevant & (scores > best), axis=1), -1)
+    return pessimistic, optimistic
 
 
 def word_ranks(
@@ -239,32 +258,10 @@ def word_ranks(
     """0-based ranks, (pessimistic, optimistic), of each query's best relevant image and of each
     image's best relevant query, counting only competitors that are not relevant; -1 for an image
     without a query. (pair_text[j], pair_image[j]) are the relevant pairs."""
-    images, texts = _columns(image_emb), _columns(text_emb)
-    n_images = len(image_emb)
-
-    def scores(rows: slice) -> np.ndarray:
-        # Through the distinct vectors, so that identical vectors score identically.
-        unique = texts.vectors[texts.of_row[rows]] @ images.vectors.T
-        return unique[:, images.of_row]
-
-    t2i = (np.empty(len(text_emb), np.int64), np.empty(len(text_emb), np.int64))
-    best_text = np.full(n_images, -np.inf, dtype=np.float32)
-    chunks = list(_chunks(len(text_emb), n_images, max_cells))
-    for rows in chunks:
-        s, relevant = scores(rows), _relevance_rows(pair_text, pair_image, rows, n_images)
-        best = np.where(relevant, s, -np.inf).max(axis=1)
-        t2i[0][rows] = np.count_nonzero(~relevant & (s >= best[:, None]), axis=1)
-        t2i[1][rows] = np.count_nonzero(~relevant & (s > best[:, None]), axis=1)
-        np.maximum(best_text, np.where(relevant, s, -np.inf).max(axis=0), out=best_text)
-    i2t = (np.zeros(n_images, np.int64), np.zeros(n_images, np.int64))
-    for rows in chunks:  # a second pass: an image's best query is known only after the first
-        s, relevant = scores(rows), _relevance_rows(pair_text, pair_image, rows, n_images)
-        i2t[0][:] += np.count_nonzero(~relevant & (s >= best_text), axis=0)
-        i2t[1][:] += np.count_nonzero(~relevant & (s > best_text), axis=0)
-    without = ~np.isfinite(best_text)
-    for ranks in i2t:
-        ranks[without] = -1
-    return {"text_to_image": t2i, "image_to_text": i2t}
+    return {
+        "text_to_image": _best_relevant_ranks(text_emb, image_emb, pair_text, pair_image, max_cells),
+        "image_to_text": _best_relevant_ranks(image_emb, text_emb, pair_image, pair_text, max_cells),
+    }
 
 
 def _chance(n_relevant: np.ndarray, n_candidates: int, ks: Sequence[int]) -> dict[str, float]:

@@ -36,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 import rendering
+from data.captions import WORD_SEPARATOR
 from model.images import BadImageError
 from model.preprocess import prepare_image
 from pixglot.errors import FileFormatError, InputError
@@ -401,7 +402,7 @@ class PairBatches(Dataset):
         draws = rng.random(len(texts))
         picks = rng.integers(0, 1 << 30, len(texts))
         for i, text in enumerate(texts):
-            words = text.split(", ")
+            words = text.split(WORD_SEPARATOR)
             if len(words) > 1 and draws[i] < self.spec.single_keywords:
                 texts[i] = words[picks[i] % len(words)]
         return texts
