@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from caption_support import write_dataset
 
 from data.captions import load
 
@@ -34,28 +34,18 @@ def test_expected_recall_breaks_ties_at_random():
     assert recall == pytest.approx([(1 + 1 / 3 + 0) / 3, (1 + 2 / 3 + 0) / 3])
 
 
-def _write_split(root: Path, captions: dict[str, tuple[str, str]]) -> Path:
-    root.mkdir()
-    (root / "images").mkdir()
-    lines = []
-    for key, (split, caption) in captions.items():
-        lines.append(json.dumps({"image/key": key, "split": split, "en": {"caption": [caption]}}))
-        Image.new("RGB", (8, 8)).save(root / "images" / f"{key}.png")
-    (root / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return root
-
-
 def test_the_oracle_uses_only_query_words_seen_in_training(tmp_path):
-    root = _write_split(
-        tmp_path / "e",
-        {
-            "t1": ("train", "red apple"),
-            "t2": ("train", "blue car"),
-            "x1": ("test", "red kangaroo"),
-            "x2": ("test", "blue kangaroo"),
-            "x3": ("test", "green wombat"),
-        },
-    )
+    captions = {
+        "t1": ("train", "red apple"),
+        "t2": ("train", "blue car"),
+        "x1": ("test", "red kangaroo"),
+        "x2": ("test", "blue kangaroo"),
+        "x3": ("test", "green wombat"),
+    }
+    lines = [
+        json.dumps({"image/key": k, "split": s, "en": {"caption": [c]}}) for k, (s, c) in captions.items()
+    ]
+    root = write_dataset(tmp_path / "e", lines, [f"{key}.png" for key in captions])
     train, test = load(root, split="train"), load(root, split="test")
     recall = ceiling.oracle_recall(train, test, "en", "all")
     # "red" and "blue" single out x1 and x2; nothing of "green wombat" was seen, so x3 ties with

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-from PIL import Image
+from caption_support import write_dataset
 
 from data.captions import load
 from pixglot.errors import FileFormatError, InputError
@@ -18,19 +17,6 @@ def _line(key: str, **languages: list[str]) -> str:
         # XM3600 stores a tokenized copy of each caption next to it.
         record[lang] = {"caption": captions, "caption/tokenized": [c.lower() for c in captions]}
     return json.dumps(record, ensure_ascii=False)
-
-
-def _image(path: Path, colour: tuple[int, int, int] = (200, 30, 30)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new("RGB", (32, 24), colour).save(path)
-
-
-def write_dataset(root: Path, lines: list[str], images: list[str]) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    for name in images:
-        _image(root / "images" / name)
-    return root
 
 
 def test_reads_the_xm3600_format(tmp_path):
