@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from data.atomic import write_atomic
 from indexer.collection import Collection
 from indexer.decode import MAX_FILE_BYTES, content_hash, load_for_model
 from indexer.searching import Hit
 from model.workers import available_cores
+from pixglot.atomic import write_atomic
 from pixglot.home import cache_dir
 
 GRID_SIZE = 256

@@ -30,10 +30,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from data import cldr
-from data.atomic import write_bytes_atomic
 from data.captions import WORD_SEPARATOR
 from data.emoji_font import EmojiFont, find_emoji_font
 from data.xm3600 import LANGUAGES
+from pixglot.atomic import write_bytes_atomic
 from pixglot.errors import InputError
 from pixglot.home import datasets_dir
 

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data import captions as captions_io
-from data.atomic import write_atomic
+from pixglot.atomic import write_atomic
 from pixglot.errors import InputError, PixglotError
 
 SCHEMA = pa.schema(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from data.atomic import write_atomic
+from pixglot.atomic import write_atomic
 from pixglot.errors import FileFormatError
 
 DIRECTORY = "checkpoints"

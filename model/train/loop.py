@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.atomic import write_atomic
 from data.metrics import mean_over_languages, retrieval_metrics
 from data.runs import code_revision
 from model.encoder import (
@@ -47,6 +46,7 @@ from model.train.losses import ContrastiveLoss
 from model.train.schedule import scheduler
 from model.vit import ViT, VitConfig
 from model.workers import available_cores
+from pixglot.atomic import write_atomic
 from pixglot.errors import InputError, PixglotError
 
 LOG_FILE = "train_log.jsonl"

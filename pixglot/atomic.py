@@ -1,4 +1,5 @@
-"""Atomic file writes: a temporary file in the same directory, renamed over the target when complete."""
+"""Atomic file writes, part of the ground every package stands on: a temporary file in the same
+directory, renamed over the target when complete."""
 
 from __future__ import annotations
 
