@@ -72,7 +72,9 @@ def text_embeddings(encoder, texts: Sequence[str], *, batch_size: int = 64) -> n
     if cached is not None and cached.get("vectors", np.empty(0)).shape == (len(unique), encoder.dim):
         vectors = cached["vectors"]
     else:
-        vectors = np.asarray(encoder.encode_texts(unique, batch_size=batch_size), dtype=np.float32)
+        vectors = np.asarray(
+            encoder.encode_texts(unique, batch_size=batch_size, cached=True), dtype=np.float32
+        )
         _save_atomic(path, vectors=vectors)
     row = {text: i for i, text in enumerate(unique)}
     return vectors[[row[t] for t in texts]]

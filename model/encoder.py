@@ -37,6 +37,7 @@ from model.vit import ViT, VitConfig
 from model.workers import available_cores, ordered_map
 from pixglot import home
 from pixglot.errors import FileFormatError, InputError, PixglotError
+from rendering.text_cache import RenderedTexts, TextCache
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -101,10 +102,10 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _prepare_for_model(
+def prepare_for_model(
     src: ImageSource, size: int, preprocessing: dict
 ) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """Worker task: the resized image, or None and (source, reason): exceptions may not pickle."""
+    """The resized image, or None and (source, reason): a worker task, and exceptions may not pickle."""
     try:
         return prepare_image(src, size, preprocessing), None
     except BadImageError as err:
@@ -241,9 +242,18 @@ class Encoder:
         `text_trim` reads its top rows that hold text)."""
         return self.renderer.render(_check_text(text, 0))
 
-    def encode_texts(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+    def encode_texts(
+        self, texts: Sequence[str], batch_size: int | None = None, cached: bool = False
+    ) -> np.ndarray:
+        """(N, dim) unit rows. `cached`: read the texts' pixels from the rendered-text cache
+        (`rendering.text_cache`), drawing there those it lacks: for texts that will be read again,
+        such as evaluation queries; the pixels, and so the vectors, are the same."""
         texts = [_check_text(t, i) for i, t in enumerate(texts)]
         batch_size = batch_size or self._default_batch("texts")
+        if cached:
+            return self._encode_rendered(
+                TextCache(self.config["renderer"], self.config["text_trim"]).get(texts), batch_size
+            )
         out = np.zeros((len(texts), self.dim), np.float32)
         task = functools.partial(_render_for_model, self._renderer_json, self.config["text_trim"])
         groups: dict[int | None, list[tuple[int, np.ndarray]]] = {}
@@ -263,11 +273,24 @@ class Encoder:
             flush(rows)
         return out
 
+    def _encode_rendered(self, rendered: RenderedTexts, batch_size: int) -> np.ndarray:
+        out = np.zeros((len(rendered), self.dim), np.float32)
+        patch, width = rendered.rows.shape[1:]
+        for rows in np.unique(rendered.count).tolist():
+            members = np.flatnonzero(rendered.count == rows)
+            for chunk in np.array_split(members, -(-len(members) // batch_size)):
+                picked = rendered.start[chunk, None] + np.arange(rows)
+                gray = rendered.rows[picked].reshape(len(chunk), rows * patch, width)
+                # A model without text_trim reads the whole canvas, which is what the cache holds then.
+                read = rows if self.config["text_trim"] else None
+                out[chunk] = self._forward_uint8(np.repeat(gray[..., None], 3, axis=3), read)
+        return out
+
     def _prepared(
         self, images: list[ImageSource]
     ) -> Iterator[tuple[np.ndarray | None, tuple[str, str] | None]]:
         task = functools.partial(
-            _prepare_for_model, size=self.image_size, preprocessing=self.config["preprocessing"]
+            prepare_for_model, size=self.image_size, preprocessing=self.config["preprocessing"]
         )
         return ordered_map(task, images, min_items=_MIN_IMAGES_FOR_WORKERS)
 

@@ -12,6 +12,7 @@ Build one from the `architecture` dict of a model config:
     net = ViT(VitConfig.from_dict({"variant": "B/16", "image_size": 224, "pool": "map", "out_dim": 768}))
     z = net(pixels)                  # (N, out_dim), rows of unit length
     z = net(pixels, rows=2)          # only the top 2 patch rows are read (text trimming)
+    z = net(pixels, rows=3, row_counts=counts)   # text i reads its top counts[i] <= 3 rows (padding)
     logits = net.temperature * z_img @ z_txt.T
 """
 
@@ -155,14 +156,15 @@ def _merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(n, length, heads * head_dim)
 
 
-def _attention(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+def _attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:
+    """mask: (N, 1, 1, L) bool, False for the keys no query may attend to (padding), or None."""
     # PyTorch's CPU attention backward is 2-6x slower in bf16 than in fp32 at ViT sequence lengths
     # (7-49 tokens, measured on an AVX512-BF16 core), which cancels what bf16 matmuls gain in a
     # training step; so under CPU autocast (which would cast it back) the attention runs in fp32.
     if q.device.type == "cpu" and q.dtype == torch.bfloat16:
         with torch.autocast("cpu", enabled=False):
-            return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(q.dtype)
-    return F.scaled_dot_product_attention(q, k, v)
+            return F.scaled_dot_product_attention(q.float(), k.float(), v.float(), mask).to(q.dtype)
+    return F.scaled_dot_product_attention(q, k, v, mask)
 
 
 class SelfAttention(nn.Module):
@@ -178,9 +180,9 @@ class SelfAttention(nn.Module):
         nn.init.zeros_(self.qkv.bias)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         q, k, v = (_split_heads(t, self.heads) for t in self.qkv(x).chunk(3, dim=-1))
-        return self.out(_merge_heads(_attention(q, k, v)))
+        return self.out(_merge_heads(_attention(q, k, v, mask)))
 
 
 class EncoderBlock(nn.Module):
@@ -191,8 +193,8 @@ class EncoderBlock(nn.Module):
         self.norm2 = nn.LayerNorm(width, eps=LAYER_NORM_EPS)
         self.mlp = MlpBlock(width, mlp_dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = x + self.attn(self.norm1(x))
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        x = x + self.attn(self.norm1(x), mask)
         return x + self.mlp(self.norm2(x))
 
 
@@ -217,11 +219,11 @@ class MAPHead(nn.Module):
         for lin in (self.q, self.kv, self.out):
             nn.init.zeros_(lin.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         probe = self.probe.expand(x.shape[0], -1, -1)
         q = _split_heads(self.q(probe), self.heads)
         k, v = (_split_heads(t, self.heads) for t in self.kv(x).chunk(2, dim=-1))
-        h = self.out(_merge_heads(_attention(q, k, v)))
+        h = self.out(_merge_heads(_attention(q, k, v, mask)))
         h = h + self.mlp(self.norm(h))
         return h[:, 0]
 
@@ -229,12 +231,16 @@ class MAPHead(nn.Module):
 class ViT(nn.Module):
     """Pixels in the model's value range ([-1, 1] for CLIPPO) -> embeddings.
 
-    `forward(pixels, rows=None, normalize=True)`:
+    `forward(pixels, rows=None, normalize=True, row_counts=None)`:
       pixels: (N, 3, H, W) float, H = W = image_size.
       rows: if given, only the top `rows` patch rows (1..grid) are read: the other rows' tokens
         never enter the transformer, and the position embeddings are sliced to match. Used for
         rendered text, whose lower rows are blank; `pixels` may be the full canvas or already
         cropped to rows * patch_size pixels high.
+      row_counts: (N,) integers in 1..rows: item i reads only its top row_counts[i] rows; the
+        tokens below are padding that no token attends to and pooling leaves out, so item i's
+        embedding is the one `rows=row_counts[i]` gives (up to rounding). Lets texts of different
+        heights share one call of one shape.
       normalize: True gives rows z / (||z|| + 1e-8); False the raw head output (N, dim).
     `t` is the learned log-temperature; `temperature` = exp(t) scales logits in training.
     """
@@ -296,27 +302,50 @@ class ViT(nn.Module):
         x = self.stem(pixels).flatten(2).transpose(1, 2)
         return x + self.pos_embedding[:, : x.shape[1]].to(x.dtype)
 
-    def encode(self, pixels: Tensor, rows: int | None = None) -> Tensor:
-        """The transformer's normalised output tokens (N, L, width); with `tok` the class token first."""
+    def token_mask(self, row_counts: Tensor, rows: int) -> Tensor:
+        """(N, L) bool: which tokens of items reading `row_counts` of `rows` patch rows are real
+        (the class token, if any, always is)."""
+        token_row = torch.arange(rows * self.config.grid, device=row_counts.device) // self.config.grid
+        real = token_row[None, :] < row_counts[:, None]
+        if self.cls is not None:
+            real = torch.cat([real.new_ones(len(real), 1), real], dim=1)
+        return real
+
+    def encode(self, pixels: Tensor, rows: int | None = None, mask: Tensor | None = None) -> Tensor:
+        """The transformer's normalised output tokens (N, L, width); with `tok` the class token first.
+        mask: (N, L) bool from `token_mask`, or None when every token is real."""
         x = self.tokens(pixels, rows)
         if self.cls is not None:
             x = torch.cat([self.cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        keys = None if mask is None else mask[:, None, None, :]
         for block in self.blocks:
             if self.grad_checkpointing and self.training and x.requires_grad:
-                x = checkpoint(block, x, use_reentrant=False)
+                x = checkpoint(block, x, keys, use_reentrant=False)
             else:
-                x = block(x)
+                x = block(x, keys)
         return self.encoder_norm(x)
 
-    def pool(self, x: Tensor) -> Tensor:
+    def pool(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         if self.map_head is not None:
-            return self.map_head(x)
+            return self.map_head(x, None if mask is None else mask[:, None, None, :])
         if self.cls is not None:
             return x[:, 0]
-        return x.mean(dim=1)
+        if mask is None:
+            return x.mean(dim=1)
+        weights = mask.to(x.dtype)[:, :, None]
+        return (x * weights).sum(dim=1) / weights.sum(dim=1)
 
-    def forward(self, pixels: Tensor, rows: int | None = None, normalize: bool = True) -> Tensor:
-        z = self.pool(self.encode(pixels, rows))
+    def forward(
+        self,
+        pixels: Tensor,
+        rows: int | None = None,
+        normalize: bool = True,
+        row_counts: Tensor | None = None,
+    ) -> Tensor:
+        if row_counts is not None and rows is None:
+            raise InputError("row_counts needs rows, the patch rows of the (padded) input")
+        mask = None if row_counts is None else self.token_mask(row_counts, rows)
+        z = self.pool(self.encode(pixels, rows, mask), mask)
         if self.head is not None:
             z = self.head(z)
         if normalize:

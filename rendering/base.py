@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -70,6 +71,11 @@ class Renderer:
         return int(self.config.get("patch_size", 16))
 
     def render_with_report(self, text: str) -> Rendering:
+        raise NotImplementedError
+
+    def source_files(self) -> list[Path]:
+        """The font files this renderer reads: with its config and the rendering code, everything its
+        pixels depend on (the rendered-text cache keys on their bytes)."""
         raise NotImplementedError
 
     def render(self, text: str) -> np.ndarray:

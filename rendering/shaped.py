@@ -14,13 +14,14 @@ import functools
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
-from rendering.fontstack import FontStack
+from rendering.fontstack import FontStack, default_stack
 from rendering.glyphs import GlyphAtlas
 from rendering.harfbuzz import Runs, Shaper
 from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
@@ -134,6 +135,10 @@ class ShapedRenderer(Renderer):
         if self._atlas is None:
             self._atlas = GlyphAtlas(self.config["font_size"], self.image_size[1] + 2 * _MARGIN, self._stack)
         return self._atlas
+
+    def source_files(self) -> list[Path]:
+        stack = self._stack or default_stack()
+        return list(dict.fromkeys(font.path for font in stack.fonts))
 
     def render(self, text: str, language: str | None = None) -> np.ndarray:
         return self.render_with_report(text, language).image

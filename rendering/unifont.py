@@ -15,13 +15,14 @@ Glyph bitmaps come from `rendering.unifont_font`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from pixglot.errors import InputError
 from rendering import kernels
 from rendering.base import Renderer, Rendering, RenderReport
-from rendering.unifont_font import BMP_END, CELL, trimmed
+from rendering.unifont_font import BMP_END, CELL, source_files, trimmed
 
 DEFAULTS = {
     "image_size": 224,
@@ -90,6 +91,9 @@ class UnifontRenderer(Renderer):
         self._lower = cfg.get("lower", DEFAULTS["lower"])
         if not isinstance(self._lower, bool):
             raise InputError(f"unifont renderer option lower={self._lower!r}: expected true or false")
+
+    def source_files(self) -> list[Path]:
+        return source_files()
 
     def render_with_report(self, text: str) -> Rendering:
         images, reports = self.render_many([text])

@@ -218,6 +218,16 @@ def _upper_bitmaps() -> dict[int, np.ndarray]:
     return {cp: bits for cp, bits in bitmaps.items() if cp >= BMP_END}
 
 
+def source_files() -> list[Path]:
+    """The files the glyphs come from: those PIXGLOT_UNIFONT_HEX names, or the plane 0 and upper-plane
+    files found where Debian installs them."""
+    override = _override_files()
+    if override:
+        return override
+    upper = _first_existing(UPPER_HEX_FILES) or _first_existing(UPPER_OTF_FILES)
+    return [p for p in (_first_existing(PLANE0_HEX_FILES), upper) if p is not None]
+
+
 @lru_cache(maxsize=1)
 def plane0_glyphs() -> Glyphs:
     """Glyphs of the Basic Multilingual Plane (enough for most text; loads in a fraction of a second)."""

@@ -76,6 +76,15 @@ def test_text_trimming_reads_only_the_rows_with_text(tiny):
     assert not np.allclose(trimmed, full, atol=1e-3)
 
 
+@pytest.mark.parametrize("trim", [True, False])
+def test_texts_read_from_the_rendered_text_cache_encode_as_rendered_ones(tiny, trim):
+    encoder = model.create({**tiny.config, "text_trim": trim}) if not trim else tiny
+    texts = ["a cat", "кошка", "猫", "a cat", "a longer query " * 4, ""]
+    expected = encoder.encode_texts(texts, batch_size=2)
+    np.testing.assert_allclose(encoder.encode_texts(texts, batch_size=2, cached=True), expected, atol=1e-6)
+    np.testing.assert_allclose(encoder.encode_texts(texts[::-1], cached=True), expected[::-1], atol=1e-6)
+
+
 def test_without_text_trim_the_full_canvas_is_read(tiny):
     config = {**tiny.config, "text_trim": False}
     untrimmed = model.Encoder(tiny.net, config)

@@ -1,4 +1,5 @@
-"""Training data: the shard index, cached and streamed images, deterministic batches, text pairs."""
+"""Training data: the shard index, cached and streamed images, deterministic batches, text pairs,
+the grouping of texts, and batches gathered on the device from cached pixels."""
 
 from __future__ import annotations
 
@@ -8,29 +9,52 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from train_toy import COLOURS, png, toy_config, write_colour_shards
 
 import rendering
+from model.preprocess import prepare_image, to_value_range
 from model.train import data as train_data
 from model.train import train
+from model.train.pixels import TrainingPixels, decode_pictures
 from pixglot.errors import FileFormatError, InputError, PixglotError
+from rendering.text_cache import TextCache
 
 RENDERER = {"style": "shaped", "image_size": 64, "patch_size": 16}
 PREPROCESSING = {"resize": "squash", "method": "bilinear", "antialias": False, "value_range": [-1, 1]}
 
 
-def texts_in_order(batch: dict) -> list[np.ndarray]:
-    """A batch's texts, left then right, out of their height groups."""
-    rows = [row for group in batch["text_groups"] for row in group]
-    return [rows[slot] for slot in batch["text_slots"]]
-
-
 def test_grouping_by_height_keeps_every_text_and_its_place() -> None:
-    texts = [np.full((h, 8, 3), i, np.uint8) for i, h in enumerate([32, 16, 48, 16, 32])]
-    groups, slots = train_data.group_by_height(texts)
-    assert [g.shape for g in groups] == [(2, 16, 8, 3), (2, 32, 8, 3), (1, 48, 8, 3)]
-    restored = texts_in_order({"text_groups": groups, "text_slots": slots})
-    assert all(np.array_equal(a, b) for a, b in zip(restored, texts, strict=True))
+    rows = np.array([2, 1, 3, 1, 2])
+    order, groups, slots = train_data.group_texts(rows, chunks=0)
+    assert order.tolist() == [1, 3, 0, 4, 2]
+    assert groups.tolist() == [[2, 1, 0], [4, 2, 0], [5, 3, 0]]  # (end, rows read, padded)
+    assert np.array_equal(order[slots], np.arange(5))
+    order, groups, slots = train_data.group_texts(rows, chunks=2)
+    assert order.tolist() == [1, 3, 0, 4, 2] and groups.tolist() == [[3, 2, 1], [5, 3, 1]]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 7), min_size=1, max_size=60), st.integers(0, 9))
+def test_text_groups_cover_every_text_once_and_read_all_its_rows(heights: list[int], chunks: int) -> None:
+    rows = np.array(heights)
+    order, groups, slots = train_data.group_texts(rows, chunks)
+    assert sorted(order.tolist()) == list(range(len(rows)))
+    assert np.array_equal(order[slots], np.arange(len(rows)))  # slots put the texts back in place
+    start = 0
+    for end, read, padded in groups.tolist():
+        members = rows[order[start:end]]
+        assert end > start and members.max() == read  # each text's rows all read, the tallest unpadded
+        assert padded == (members.min() < read)
+        if chunks == 0:
+            assert not padded  # one height per group: nothing read that inference would not read
+        start = end
+    assert start == len(rows)
+    if chunks:
+        sizes = np.diff(np.concatenate([[0], groups[:, 0]]))
+        assert len(sizes) == min(chunks, len(rows)) and sizes.max() - sizes.min() <= 1
 
 
 def spec(
@@ -38,10 +62,11 @@ def spec(
     text_pairs: float = 0.0,
     seed: int = 0,
     window: int | None = None,
-    trim: bool = True,
     captions_per_image: int = 1,
     text_pair_partner: str = "other_language",
     single_keywords: float = 0.0,
+    text_chunks: int = 0,
+    decode_images: bool = True,
 ) -> train_data.BatchSpec:
     return train_data.BatchSpec(
         batch_size,
@@ -49,13 +74,31 @@ def spec(
         seed,
         64,
         PREPROCESSING,
-        RENDERER,
-        trim,
         window,
         captions_per_image,
         text_pair_partner,
         single_keywords,
+        text_chunks,
+        decode_images,
     )
+
+
+def rendered(index: train_data.PairIndex, single_keywords: float = 0.0, trim: bool = True):  # noqa: ANN201
+    """The index's shown texts, their numbers and their cached pixels."""
+    texts = train_data.shown_texts(index, single_keywords)
+    return texts, {t: i for i, t in enumerate(texts)}, TextCache(RENDERER, trim).get(texts)
+
+
+def pair_batches(
+    index: train_data.PairIndex, images, batch_spec: train_data.BatchSpec, trim: bool = True
+) -> train_data.PairBatches:  # noqa: ANN001
+    _, ids, pixels = rendered(index, batch_spec.single_keywords, trim)
+    return train_data.PairBatches(index, images, batch_spec, ids, pixels.count)
+
+
+def texts_in_order(batch: dict, texts: list[str]) -> list[str]:
+    """A batch's texts, left then right, out of their groups."""
+    return [texts[i] for i in np.asarray(batch["text_ids"])[batch["text_slots"]]]
 
 
 @pytest.fixture
@@ -116,8 +159,8 @@ def test_cached_and_streamed_images_agree(shards: Path) -> None:
 
 def test_batches_are_a_function_of_their_number(shards: Path) -> None:
     index = train_data.read_index([shards])
-    batches = train_data.PairBatches(index, train_data.image_source(index, True, 100, 2), spec())
-    again = train_data.PairBatches(index, train_data.image_source(index, False, 100, 2), spec())
+    batches = pair_batches(index, train_data.image_source(index, True, 100, 2), spec())
+    again = pair_batches(index, train_data.image_source(index, False, 100, 2), spec())
     for g in (0, 1, 5):
         a, b = batches[g], again[g]
         assert a["error"] == ""
@@ -133,7 +176,7 @@ def test_batches_are_a_function_of_their_number(shards: Path) -> None:
 
 def test_batches_of_images_with_several_captions(shards: Path) -> None:
     index = train_data.read_index([shards])
-    batches = train_data.PairBatches(
+    batches = pair_batches(
         index, train_data.image_source(index, True, 100, 2), spec(batch_size=8, captions_per_image=2)
     )
     assert batches.batches_per_epoch == 2  # 8 images, 4 per batch
@@ -148,7 +191,7 @@ def test_batches_of_images_with_several_captions(shards: Path) -> None:
         seen += batch["image_keys"].tolist()
     assert sorted(seen) == list(range(8))
     with pytest.raises(InputError, match="needs the images in memory"):
-        train_data.PairBatches(
+        pair_batches(
             index, train_data.image_source(index, False, 100, 2), spec(window=2, captions_per_image=2)
         )
 
@@ -157,14 +200,16 @@ def test_texts_are_trimmed_to_the_rows_they_fill(shards: Path) -> None:
     index = train_data.read_index([shards])
     renderer = rendering.renderer_from_config(RENDERER)
     for trim, expected in (
-        (True, lambda t: 16 * max(1, renderer.render_with_report(t).report.rows_used)),
-        (False, lambda t: 64),
+        (True, lambda t: max(1, renderer.render_with_report(t).report.rows_used)),
+        (False, lambda t: 4),
     ):
-        batches = train_data.PairBatches(index, train_data.image_source(index, True, 100, 2), spec(trim=trim))
+        texts, _, pixels = rendered(index, trim=trim)
+        batches = pair_batches(index, train_data.image_source(index, True, 100, 2), spec(), trim=trim)
         batch = batches[0]
-        texts = [index.texts[r] for r in batches.rows(0)]
-        right = texts_in_order(batch)[len(batch["left_text_keys"]) :]
-        assert [t.shape for t in right] == [(expected(t), 64, 3) for t in texts]
+        shown = [index.texts[r] for r in batches.rows(0)]
+        assert texts_in_order(batch, texts)[len(batch["left_text_keys"]) :] == shown
+        ids = np.asarray(batch["text_ids"])[batch["text_slots"]][len(batch["left_text_keys"]) :]
+        assert pixels.count[ids].tolist() == [expected(t) for t in shown]
     # "schwarz" fills one row of a 64 px canvas; the trimmed canvas is what the renderer drew on top.
     (image, rows), (tall, _) = renderer.render_for_model(["schwarz", "schwarz " * 12], trim=True)
     assert rows == 1 and tall.shape[0] > 16
@@ -172,14 +217,57 @@ def test_texts_are_trimmed_to_the_rows_they_fill(shards: Path) -> None:
     assert np.array_equal(image, renderer.render("schwarz")[:16])
 
 
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine"),
+    ),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("resident", [True, False])
+@pytest.mark.parametrize("chunks", [0, 3])
+def test_batches_gathered_on_the_device_hold_the_rendered_texts_and_decoded_images(
+    shards: Path, device: str, resident: bool, chunks: int
+) -> None:
+    index = train_data.read_index([shards])
+    images = train_data.image_source(index, True, 100, 2)
+    texts, ids, cached = rendered(index, single_keywords=0.5)
+    batch_spec = spec(text_pairs=0.25, text_chunks=chunks, decode_images=False, single_keywords=0.5)
+    batches = train_data.PairBatches(index, None, batch_spec, ids, cached.count)
+    names = [images.name(k) for k in range(len(index.keys))]
+    decoded = decode_pictures(images.images, names, 64, PREPROCESSING)
+    pixels = TrainingPixels(cached, decoded, torch.device(device), (-1, 1), resident)
+    assert pixels.rows.device.type == (device if resident else "cpu")
+    renderer = rendering.renderer_from_config(RENDERER)
+    for g in (0, 1, 2):
+        batch = batches[g]
+        assert "images" not in batch  # the trainer holds them
+        got = pixels.pictures(torch.as_tensor(batch["image_keys"])).cpu()
+        for picture, key in zip(got, batch["image_keys"].tolist(), strict=True):
+            expected = to_value_range(prepare_image(png(COLOURS[index.keys[key]][0]), 64, PREPROCESSING))
+            assert torch.equal(picture, torch.from_numpy(expected).permute(2, 0, 1))
+        start, order = 0, torch.as_tensor(batch["text_ids"])
+        for end, rows, padded in batch["text_groups"].tolist():
+            group = pixels.texts(order[start:end], rows).cpu()
+            assert group.shape == (end - start, 3, 16 * rows, 64)
+            for x, text_id in zip(group, order[start:end].tolist(), strict=True):
+                image, own = renderer.render_for_model([texts[text_id]], trim=True)[0]
+                assert torch.equal(x[:, : 16 * own], torch.from_numpy(to_value_range(image)).permute(2, 0, 1))
+                assert (x[:, 16 * own :] == 1).all()  # padding is blank (white) and masked when read
+            assert bool(padded) == (pixels.count[order[start:end]].min() < rows)
+            start = end
+
+
 def test_text_pairs_join_two_languages_of_one_image(shards: Path) -> None:
     index = train_data.read_index([shards])
-    batches = train_data.PairBatches(
-        index, train_data.image_source(index, True, 100, 2), spec(text_pairs=0.25)
-    )
+    texts, _, _ = rendered(index)
+    batches = pair_batches(index, train_data.image_source(index, True, 100, 2), spec(text_pairs=0.25))
     batch = batches[3]
     rows = batches.rows(3)
-    assert len(batch["left_text_keys"]) == 2 and len(texts_in_order(batch)) == 2 + 8
+    assert len(batch["left_text_keys"]) == 2 and len(texts_in_order(batch, texts)) == 2 + 8
     assert sorted(batch["image_keys"].tolist()) == sorted(set(index.key_id[rows[:6]].tolist()))
     assert np.array_equal(batch["left_text_keys"], index.key_id[rows[6:]])
     rng = np.random.default_rng(0)
@@ -240,8 +328,8 @@ def word_list_shards(tmp_path: Path) -> Path:
 def test_same_language_partners(tmp_path: Path) -> None:
     index = train_data.read_index([word_list_shards(tmp_path)])
     source = train_data.image_source(index, True, 100, 2)
-    same = train_data.PairBatches(index, source, spec(batch_size=2, text_pair_partner="same_language"))
-    other = train_data.PairBatches(index, source, spec(batch_size=2))
+    same = pair_batches(index, source, spec(batch_size=2, text_pair_partner="same_language"))
+    other = pair_batches(index, source, spec(batch_size=2))
     rng = np.random.default_rng(0)
     text = {t: i for i, t in enumerate(index.texts)}
     assert index.texts[same.partner(text["red"], rng)] == "red, colour"
@@ -255,9 +343,9 @@ def test_single_keywords_cut_word_lists_to_one_of_their_words(tmp_path: Path) ->
     index = train_data.read_index([word_list_shards(tmp_path)])
     source = train_data.image_source(index, True, 100, 2)
     rows = list(range(len(index)))
-    as_is = train_data.PairBatches(index, source, spec(batch_size=2)).texts(rows, 0)
+    as_is = pair_batches(index, source, spec(batch_size=2)).texts(rows, 0)
     assert as_is == index.texts
-    always = train_data.PairBatches(index, source, spec(batch_size=2, single_keywords=1.0))
+    always = pair_batches(index, source, spec(batch_size=2, single_keywords=1.0))
     shown = [always.texts(rows, batch) for batch in range(20)]
     for texts in shown:
         for text, original in zip(texts, index.texts, strict=True):
@@ -266,6 +354,6 @@ def test_single_keywords_cut_word_lists_to_one_of_their_words(tmp_path: Path) ->
     lists = [i for i, t in enumerate(index.texts) if ", " in t]
     assert all({texts[i] for texts in shown} == set(index.texts[i].split(", ")) for i in lists)
     assert shown[3] == always.texts(rows, 3)
-    half = train_data.PairBatches(index, source, spec(batch_size=2, single_keywords=0.5))
+    half = pair_batches(index, source, spec(batch_size=2, single_keywords=0.5))
     cut = sum(half.texts(rows, batch)[i] != index.texts[i] for batch in range(200) for i in lists)
     assert 150 < cut < 250  # of 400 draws

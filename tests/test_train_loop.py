@@ -141,7 +141,9 @@ def test_init_from_a_model_directory(shards: Path, tmp_path: Path) -> None:
         train(wider)
 
 
-def test_resume_from_a_checkpoint_ends_with_the_same_weights(shards: Path, tmp_path: Path) -> None:
+def test_resume_from_a_checkpoint_ends_with_the_same_weights(
+    shards: Path, tmp_path: Path, pixglot_home: Path
+) -> None:
     straight = tmp_path / "straight"
     train(toy_config(shards, straight, steps=8, data={"text_pairs": 0.25}))
     # The same run, interrupted after its step-4 checkpoint: later files are gone, as after a kill.
@@ -166,6 +168,29 @@ def test_resume_from_a_checkpoint_ends_with_the_same_weights(shards: Path, tmp_p
     changed = toy_config(shards, resumed, steps=8, data={"text_pairs": 0.25}, optimizer={"lr": 0.5})
     with pytest.raises(InputError, match="other values of optimizer.lr"):
         train(changed, resume=True)
+    # The three runs drew their texts once: the later ones read the first one's cache.
+    assert len(list((pixglot_home / "cache" / "rendered-texts").glob("*/*.parquet"))) == 1
+
+
+def test_padded_text_groups_train_the_model_exact_groups_train(shards: Path, tmp_path: Path) -> None:
+    # Texts read in fixed-size groups, padded and masked (what GPUs use), against one group per
+    # height: the same batches and the same maths, so the same weights up to rounding.
+    exact, padded = tmp_path / "exact", tmp_path / "padded"
+    sections = {"data": {"text_pairs": 0.25, "single_keywords": 0.5}, "steps": 6}
+    train(toy_config(shards, exact, run={"text_chunks": 0}, **sections))
+    train(toy_config(shards, padded, run={"text_chunks": 3}, **sections))
+    assert_same_weights(exact, padded, atol=1e-4)
+
+
+def test_training_images_are_evaluated_too(shards: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seen"
+    train(toy_config(shards, out, steps=4, data={"eval": [str(shards)], "eval_seen_images": 3}))
+    records = log_of(out)
+    seen = [r["eval_seen"] for r in records if "eval_seen" in r]
+    held = [r["eval"] for r in records if "eval" in r]
+    assert len(seen) == len(held) == 1
+    assert seen[0]["n_images"] == 3 and held[0]["n_images"] == 8
+    assert all("seconds" in r for r in records if "loss" in r)
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(shards: Path, tmp_path: Path) -> None:

@@ -9,6 +9,6 @@ The config schema is documented in `model.train.config`; example configs are in
 
 from model.train.config import load as load_config
 from model.train.config import resolve as resolve_config
-from model.train.loop import TrainResult, evaluate, train
+from model.train.loop import TrainResult, train
 
-__all__ = ["TrainResult", "evaluate", "load_config", "resolve_config", "train"]
+__all__ = ["TrainResult", "load_config", "resolve_config", "train"]

@@ -27,6 +27,8 @@ Schema (section.key = default: meaning):
     eval = ""                     held-out shards evaluated with Recall@k during training (--eval-data)
     eval_fraction = 0.0           or: hold out this fraction of the training images (by key hash)
     eval_max_images = 1000        cap on held-out images (the first by key hash)
+    eval_seen_images = 0          also evaluate on this many training images (the first by key
+                                  hash), logged as "eval_seen": how well the run fits what it sees
     languages = []                keep only these language codes (empty: all)
     batch_size = 256              captions per micro-batch (the contrastive batch)
     captions_per_image = 1        1: rows drawn at random; k > 1: batch_size / k images with k captions
@@ -42,6 +44,9 @@ Schema (section.key = default: meaning):
                                   "auto": true up to cache_max_images distinct keys
     cache_max_images = 200000
     shuffle_window = 16           row groups shuffled together when images are not cached
+    resident = "auto"             hold the decoded images and rendered texts on the training device:
+                                  true, false (host memory), "auto" (when they take at most half
+                                  of its free memory)
 
     [loss]
     kind = "softmax"              "softmax" (CLIP/CLIPPO) or "sigmoid" (SigLIP, learned bias)
@@ -76,6 +81,9 @@ Schema (section.key = default: meaning):
     keep_checkpoints = 2
     eval_every = 0                steps between held-out evaluations (0: only at the end)
     grad_checkpointing = false    recompute activations in the backward pass (less memory)
+    text_chunks = "auto"          how a batch's texts are read: 0, one call per text height; n, n
+                                  calls of equal size, shorter texts padded and masked (few shapes,
+                                  for GPUs); "auto": 4 on CUDA, 0 elsewhere
 """
 
 from __future__ import annotations
@@ -170,10 +178,18 @@ def _strings(name: str, value: Any) -> list[str]:
     return list(value)
 
 
-def _cache_choice(name: str, value: Any) -> bool | str:
-    if value == "auto" or isinstance(value, bool):
-        return value
-    raise InputError(f'{name}: expected true, false or "auto", got {value!r}')
+def _auto_or(check: Callable[[str, Any], Any]) -> Callable[[str, Any], Any]:
+    """`check`, or the string "auto"."""
+
+    def auto_or(name: str, value: Any) -> Any:
+        if value == "auto":
+            return value
+        try:
+            return check(name, value)
+        except InputError as err:
+            raise InputError(f'{err}; or "auto"') from None
+
+    return auto_or
 
 
 def _device(name: str, value: Any) -> str:
@@ -202,6 +218,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "eval": Key([], _strings),
         "eval_fraction": Key(0.0, _number(0, 1, high_open=True)),
         "eval_max_images": Key(1000, _integer(1)),
+        "eval_seen_images": Key(0, _integer(0)),
         "languages": Key([], _strings),
         "batch_size": Key(256, _integer(2)),
         "text_pairs": Key(0.0, _number(0, 1, high_open=True)),
@@ -209,9 +226,10 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "text_pair_partner": Key("other_language", _choice("other_language", "same_language")),
         "single_keywords": Key(0.0, _number(0, 1)),
         "workers": Key(2, _integer(0)),
-        "cache_images": Key("auto", _cache_choice),
+        "cache_images": Key("auto", _auto_or(_boolean)),
         "cache_max_images": Key(200_000, _integer(0)),
         "shuffle_window": Key(16, _integer(1)),
+        "resident": Key("auto", _auto_or(_boolean)),
     },
     "loss": {
         "kind": Key("softmax", _choice("softmax", "sigmoid")),
@@ -244,6 +262,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "keep_checkpoints": Key(2, _integer(1)),
         "eval_every": Key(0, _integer(0)),
         "grad_checkpointing": Key(False, _boolean),
+        "text_chunks": Key("auto", _auto_or(_integer(0))),
     },
 }
 

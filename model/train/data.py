@@ -1,8 +1,9 @@
 """Training pairs from Parquet shards (columns key, image, text, language; one row per caption).
 
 The index (keys, texts and languages of every row, and where each row lies) is read into memory;
-image bytes are not. They are either cached by key (small data: each distinct image once) or read
-from the shards one row group at a time by the worker that needs them (big data).
+image bytes are not. They are either cached by key (small data: each distinct image once, decoded
+once by the trainer) or read from the shards one row group at a time by the worker that needs them
+(big data).
 
 Batches are a pure function of (seed, batch number): every epoch has its own seeded permutation
 of the rows (with uncached images, a permutation of row groups, then of the rows inside windows of
@@ -13,8 +14,13 @@ A batch holds `batch_size` captions (rows drawn at random, or `captions_per_imag
 of batch_size / captions_per_image images), a `single_keywords` fraction of the word lists among
 them cut to one of their words. The last `text_pairs` fraction of them is paired with
 another caption of the same key (co-training: another language, or the same one), the others
-with their image, which is decoded and encoded once per batch however many of its captions the
-batch holds. Every item carries its key: items with the same key are positives of each other.
+with their image, which is encoded once per batch however many of its captions the batch holds.
+Every item carries its key: items with the same key are positives of each other.
+
+A batch names its texts by their number in the rendered-text cache (`shown_texts` lists every text
+a batch can show), never by pixels: rendering stays out of the training step, and what crosses
+from a worker to the trainer is a few small arrays. The texts come in the groups the network reads
+in one call each (`group_texts`).
 """
 
 from __future__ import annotations
@@ -35,7 +41,6 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-import rendering
 from data.captions import WORD_SEPARATOR
 from model.images import BadImageError
 from model.preprocess import prepare_image
@@ -224,8 +229,11 @@ class CachedImages:
     def get(self, row: int) -> bytes | None:
         return self.images[self.index.key_id[row]]
 
+    def name(self, key: int) -> str:
+        return f"image of key {self.index.keys[key]!r}"
+
     def where(self, row: int) -> str:
-        return f"image of key {self.index.keys[self.index.key_id[row]]!r}"
+        return self.name(self.index.key_id[row])
 
 
 class StreamedImages:
@@ -276,12 +284,48 @@ class BatchSpec:
     seed: int
     image_size: int
     preprocessing: dict
-    renderer: dict
-    text_trim: bool
     window: int | None  # row groups shuffled together; None: all rows at once (cached images)
     captions_per_image: int = 1  # > 1: batches of images, each with this many of its captions
     text_pair_partner: str = "other_language"  # or "same_language"
     single_keywords: float = 0.0  # fraction of word lists ("a, b, c") drawn as one of their words
+    text_chunks: int = 0  # `group_texts`: 0, one group per height; n, n groups of equal size
+    decode_images: bool = True  # False: the trainer holds every image, batches name them by key
+
+
+def shown_texts(index: PairIndex, single_keywords: float) -> list[str]:
+    """Every text a batch can show, once each: the captions and, with `single_keywords`, each word
+    of the word lists."""
+    texts = dict.fromkeys(index.texts)
+    if single_keywords:
+        for text in list(texts):
+            words = text.split(WORD_SEPARATOR)
+            if len(words) > 1:
+                texts.update(dict.fromkeys(words))
+    return list(texts)
+
+
+def group_texts(rows: np.ndarray, chunks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Texts of `rows[i]` patch rows each, in the groups the network reads with one call each.
+
+    Returns the order of the texts (group after group), the groups as rows of (end, patch rows read,
+    padded) and each text's slot in that order. With chunks = 0 a group is all texts of one height
+    (ascending) and nothing is padded: no text reads more than it would at inference. With n > 0 the
+    texts, sorted by height, are cut into n groups of equal size (the last may be smaller), each read
+    at its tallest text's height with the shorter ones padded and masked (`ViT.forward`'s
+    row_counts): a GPU then sees a few shapes, not new ones every step.
+    """
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    if chunks:
+        ends = np.cumsum([len(part) for part in np.array_split(ordered, min(chunks, len(ordered)))])
+    else:
+        ends = np.append(np.flatnonzero(np.diff(ordered)) + 1, len(ordered))
+    starts = np.concatenate([[0], ends[:-1]]).astype(np.int64)
+    read = ordered[ends - 1]
+    groups = np.stack([ends, read, ordered[starts] < read], axis=1).astype(np.int64)
+    slots = np.empty(len(rows), np.int64)
+    slots[order] = np.arange(len(rows))
+    return order, groups, slots
 
 
 def epoch_order(index: PairIndex, seed: int, epoch: int, window: int | None) -> np.ndarray:
@@ -310,15 +354,26 @@ class PairBatches(Dataset):
     is encoded once for k captions, which costs far less than k image/caption pairs.
     """
 
-    def __init__(self, index: PairIndex, images: CachedImages | StreamedImages, spec: BatchSpec):
+    def __init__(
+        self,
+        index: PairIndex,
+        images: CachedImages | StreamedImages | None,
+        spec: BatchSpec,
+        text_ids: dict[str, int],
+        text_rows: np.ndarray,
+    ):
+        """images: where a worker reads the images, None when the trainer holds them all
+        (spec.decode_images False); text_ids: the number of every text of `shown_texts` in the
+        rendered texts; text_rows: the patch rows of each of those numbers."""
         self.index = index
         self.images = images
         self.spec = spec
+        self.text_ids = text_ids
+        self.text_rows = text_rows
         self._rows_by_key = np.argsort(index.key_id, kind="stable")
         self._key_start = np.searchsorted(index.key_id[self._rows_by_key], np.arange(len(index.keys) + 1))
         self._present = np.flatnonzero(np.diff(self._key_start))  # keys with at least one row
         self._order: tuple[int, np.ndarray] | None = None
-        self._renderer: rendering.Renderer | None = None
         if spec.captions_per_image > 1:
             if spec.window is not None:
                 raise InputError("data.captions_per_image > 1 needs the images in memory (data.cache_images)")
@@ -407,59 +462,45 @@ class PairBatches(Dataset):
                 texts[i] = words[picks[i] % len(words)]
         return texts
 
-    def _render(self, texts: list[str]) -> list[np.ndarray]:
-        if self._renderer is None:
-            self._renderer = rendering.renderer_from_config(self.spec.renderer)
-        # The rule of `Encoder.encode_texts`: with text_trim, only the patch rows that hold text.
-        return [image for image, _ in self._renderer.render_for_model(texts, self.spec.text_trim)]
-
     def __getitem__(self, batch: int) -> dict:
-        """Images (each key once) of the image/text part, the left texts of the text/text pairs and
-        the right texts (every row's caption), grouped by height (`group_by_height`, left texts
-        first), and the key of each."""
+        """The keys of the images (each once) of the image/text part; the texts (the left texts of
+        the text/text pairs, then every row's caption) as cache numbers in `group_texts` order, with
+        their groups and slots; the key of each text. With `decode_images`, the images too."""
         rows = self.rows(batch)
         paired = len(rows) - round(len(rows) * self.spec.text_pairs)
         _, first = np.unique(self.index.key_id[rows[:paired]], return_index=True)
         image_rows = rows[np.sort(first)]
-        pictures = []
-        for row in image_rows.tolist():
-            data = self.images.get(row)
-            try:
-                if data is None:
-                    raise BadImageError(self.images.where(row), "the image is empty (null)")
-                pictures.append(prepare_image(data, self.spec.image_size, self.spec.preprocessing))
-            except BadImageError as err:
-                # Returned as a value: worker processes cannot re-raise our exception types intact.
-                return {"error": f"{self.images.where(row)}: {err.reason}"}
+        out = {"error": ""}
+        if self.spec.decode_images:
+            pictures = []
+            for row in image_rows.tolist():
+                try:
+                    pictures.append(
+                        prepare_image(self.image(row), self.spec.image_size, self.spec.preprocessing)
+                    )
+                except BadImageError as err:
+                    # Returned as a value: worker processes cannot re-raise our exception types intact.
+                    return {"error": f"{self.images.where(row)}: {err.reason}"}
+            out["images"] = np.stack(pictures)
         rng = np.random.default_rng([self.spec.seed, 1, batch])
         partners = np.array([self.partner(row, rng) for row in rows[paired:].tolist()], np.int64)
-        texts = self.texts([*partners.tolist(), *rows.tolist()], batch)
-        groups, slots = group_by_height(self._render(texts))
+        ids = np.array([self.text_ids[t] for t in self.texts([*partners.tolist(), *rows.tolist()], batch)])
+        order, groups, slots = group_texts(self.text_rows[ids], self.spec.text_chunks)
         return {
-            "error": "",
-            "images": np.stack(pictures),
+            **out,
             "image_keys": self.index.key_id[image_rows],
+            "text_ids": ids[order],
             "text_groups": groups,
             "text_slots": slots,
             "left_text_keys": self.index.key_id[partners],
             "right_keys": self.index.key_id[rows],
         }
 
-
-def group_by_height(texts: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Trimmed texts as one array per height (ascending), and each text's row in their concatenation.
-
-    A batch then crosses from a worker to the training process as a few arrays, not hundreds: each
-    array is its own shared-memory segment, and receiving a demo-recipe batch of 320 texts took
-    the training process 388 ms on a 2-core machine (16 ms grouped), which capped training on a
-    GPU at about 3 steps/s. The network also reads each height in one call instead of two.
-    """
-    heights = np.array([t.shape[0] for t in texts], np.int64)
-    order = np.argsort(heights, kind="stable")
-    slots = np.empty(len(texts), np.int64)
-    slots[order] = np.arange(len(texts))
-    groups = [np.stack([texts[i] for i in order[heights[order] == h]]) for h in np.unique(heights)]
-    return groups, slots
+    def image(self, row: int) -> bytes:
+        data = self.images.get(row)
+        if data is None:
+            raise BadImageError(self.images.where(row), "the image is empty (null)")
+        return data
 
 
 def loader(batches: PairBatches, start: int, stop: int, workers: int, pin_memory: bool = False) -> DataLoader:

@@ -4,9 +4,15 @@
     encoder = model.encoder.load(result.out)          # the output directory is a model directory
 
 Texts are rendered and trimmed exactly as `Encoder.encode_texts` does at inference (the patch rows
-that hold text, at least one) and a batch's texts are embedded in groups of equal height, so no
-text ever reads padding it would not read at inference. The held-out evaluation runs through
-`Encoder` itself.
+that hold text, at least one), once per run and renderer, by the rendered-text cache
+(`rendering.text_cache`); images are decoded once when they fit in memory. Both are then held on
+the model's device (`pixels.TrainingPixels`) and each step gathers its batch there from the indices
+a worker drew: no rendering or decoding in the step, no pixels between processes, and no wait for
+the host inside a step (losses are summed on the device and read at log steps). A batch's texts are
+embedded in groups (`data.group_texts`): one per height, or, on GPUs, a few groups of fixed size
+whose shorter texts are padded and masked; either way no text is affected by rows it would not
+read at inference. The held-out evaluation reads the same cached pixels, with the arithmetic
+`Encoder` uses (bf16 on CUDA, fp32 on CPUs).
 
 Output directory: model.safetensors + config.json (with a `training` section: the resolved config
 and provenance), train_log.jsonl (one JSON object per line: step, loss, lr, temperature, ...;
@@ -43,13 +49,17 @@ from model.train import checkpoint as ckpt
 from model.train import config as train_config
 from model.train import data as train_data
 from model.train.losses import ContrastiveLoss
+from model.train.pixels import TrainingPixels, decode_pictures
 from model.train.schedule import scheduler
 from model.vit import ViT, VitConfig
 from model.workers import available_cores
 from pixglot.atomic import write_atomic
 from pixglot.errors import InputError, PixglotError
+from rendering.text_cache import TextCache
 
 LOG_FILE = "train_log.jsonl"
+# Text groups of a batch on CUDA (`data.group_texts`): few enough calls of the network, little padding.
+_GPU_TEXT_CHUNKS = 4
 _NO_DECAY = ("pos_embedding", "probe", "cls")
 _EVAL_KS = (1, 5, 10)
 
@@ -136,83 +146,123 @@ def _param_groups(net: ViT, loss: ContrastiveLoss, weight_decay: float) -> list[
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(params: list[dict], config: dict) -> torch.optim.Optimizer:
+def make_optimizer(params: list[dict], config: dict, device: torch.device) -> torch.optim.Optimizer:
     o = config["optimizer"]
     if o["name"] == "adafactor":
         return torch.optim.Adafactor(params, lr=o["lr"])
-    return torch.optim.AdamW(params, lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"])
+    # On CUDA the fused update is one kernel for all parameters instead of a few per tensor.
+    fused = device.type == "cuda"
+    return torch.optim.AdamW(params, lr=o["lr"], betas=(o["beta1"], o["beta2"]), eps=o["eps"], fused=fused)
 
 
 # ---------------------------------------------------------------- one batch
 
 
 class BatchRunner:
-    """Moves a worker's batch to the device and computes its loss."""
+    """Gathers a batch's pixels on the device from the indices a worker drew, and embeds them.
 
-    def __init__(
-        self, net: ViT, loss: ContrastiveLoss, model_config: dict, device: torch.device, precision: str
-    ):
-        self.net, self.loss, self.device = net, loss, device
-        self.low, self.high = (float(v) for v in model_config["preprocessing"]["value_range"])
-        self.patch = net.config.patch_size
-        bf16 = precision == "bf16"
-        self.autocast = (
-            (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
-        )
+    The embedding methods run under the caller's autocast (`autocast()`): one context for all of a
+    step's network calls casts the weights to bf16 once per step, not once per call."""
 
-    def pixels(self, uint8: Tensor | np.ndarray) -> Tensor:
-        x = torch.as_tensor(uint8).to(self.device, non_blocking=True)
-        x = self.low + (self.high - self.low) * (x.to(torch.float32) / 255)
-        return x.permute(0, 3, 1, 2)
+    def __init__(self, net: ViT, loss: ContrastiveLoss, pixels: TrainingPixels, precision: str):
+        self.net, self.loss, self.pixels = net, loss, pixels
+        self.device, self.precision = pixels.device, precision
 
-    def embed_texts(self, groups: list, slots: Tensor | np.ndarray) -> Tensor:
-        """Texts given as one array per height; returned in the order that `slots` indexes."""
-        parts = []
-        for group in groups:
-            x = self.pixels(group)
-            with self.autocast():
-                parts.append(self.net(x, rows=x.shape[2] // self.patch))
-        z = torch.cat(parts)
-        return z[torch.as_tensor(slots, device=z.device)]
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def embed_texts(self, ids: Tensor, groups: Tensor | np.ndarray, slots: Tensor | np.ndarray) -> Tensor:
+        """Texts given by cache number in `data.group_texts` order; returned in slot order."""
+        parts, start = [], 0
+        for end, rows, padded in groups.tolist():
+            part = ids[start:end]
+            counts = self.pixels.row_counts(part) if padded else None
+            parts.append(self.net(self.pixels.texts(part, rows), rows=rows, row_counts=counts))
+            start = end
+        return torch.cat(parts)[torch.as_tensor(slots).to(self.device, non_blocking=True)]
+
+    def embed_images(self, batch: dict) -> Tensor:
+        if "images" in batch:  # decoded by a worker: the images are not held in memory
+            return self.net(self.pixels.to_model(torch.as_tensor(batch["images"])))
+        return self.net(self.pixels.pictures(torch.as_tensor(batch["image_keys"])))
 
     def __call__(self, batch: dict) -> Tensor:
+        def device(name: str) -> Tensor:
+            return torch.as_tensor(batch[name]).to(self.device, non_blocking=True)
+
         with self.autocast():
-            images = self.net(self.pixels(batch["images"]))
-        texts = self.embed_texts(batch["text_groups"], batch["text_slots"])
+            images = self.embed_images(batch)
+            texts = self.embed_texts(device("text_ids"), batch["text_groups"], batch["text_slots"])
         n_left = len(batch["left_text_keys"])
         left = torch.cat([images, texts[:n_left]])
-        left_keys = torch.cat(
-            [torch.as_tensor(batch["image_keys"]), torch.as_tensor(batch["left_text_keys"])]
-        )
-        return self.loss(left, texts[n_left:], left_keys, torch.as_tensor(batch["right_keys"]), self.net.t)
+        left_keys = torch.cat([device("image_keys"), device("left_text_keys")])
+        return self.loss(left, texts[n_left:], left_keys, device("right_keys"), self.net.t)
 
 
 # ---------------------------------------------------------------- evaluation
 
 
-def evaluate(encoder: Encoder, held: train_data.HeldOut, batch_size: int = 64) -> dict:
-    """Recall@1/5/10 both ways per language (each language: the held-out images captioned in it)
-    and their mean over languages."""
-    vectors = encoder.encode_images(held.images, batch_size=batch_size)
-    per_language = {}
-    for language, (texts, owners) in held.captions.items():
-        images = sorted(set(owners))
-        local = {image: i for i, image in enumerate(images)}
-        metrics = retrieval_metrics(
-            vectors[images],
-            encoder.encode_texts(texts, batch_size=batch_size),
-            np.array([local[o] for o in owners]),
-            ks=_EVAL_KS,
-        )
-        per_language[language] = metrics
-    mean = mean_over_languages(per_language)
-    directions = ("text_to_image", "image_to_text")
-    return {
-        "mean": {d: mean[d] for d in directions},
-        "languages": {lang: {d: m[d] for d in directions} for lang, m in per_language.items()},
-        "n_images": len(held.images),
-        "n_texts": held.n_texts,
-    }
+class Evaluator:
+    """Recall@1/5/10 both ways per language, and their mean over languages, on a set of images and
+    their captions (`data.HeldOut`), from the run's cached pixels."""
+
+    def __init__(
+        self, runner: BatchRunner, held: train_data.HeldOut, pictures: np.ndarray, text_ids: dict[str, int]
+    ):
+        self.runner, self.held, self.pictures, self.text_ids = runner, held, pictures, text_ids
+
+    @torch.inference_mode()
+    def _embed(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        runner = self.runner
+        images = [
+            runner.net(runner.pixels.to_model(torch.from_numpy(self.pictures[i : i + batch_size])))
+            for i in range(0, len(self.pictures), batch_size)
+        ]
+        texts = {}
+        for language, (captions, _) in self.held.captions.items():
+            ids = np.array([self.text_ids[t] for t in captions], np.int64)
+            parts = []
+            for i in range(0, len(ids), batch_size):
+                order, groups, slots = train_data.group_texts(
+                    runner.pixels.text_count[ids[i : i + batch_size]], 0
+                )
+                parts.append(
+                    runner.embed_texts(
+                        torch.from_numpy(ids[i : i + batch_size][order]), groups, torch.from_numpy(slots)
+                    )
+                )
+            texts[language] = torch.cat(parts).float().cpu().numpy()
+        return torch.cat(images).float().cpu().numpy(), texts
+
+    def __call__(self, batch_size: int = 1024) -> dict:
+        net, runner = self.runner.net, self.runner
+        training, precision = net.training, runner.precision
+        # The arithmetic of `Encoder` (bf16 on CUDA, fp32 on the CPU), whatever the training's.
+        runner.precision = "bf16" if runner.device.type == "cuda" else "fp32"
+        net.eval()
+        try:
+            with runner.autocast():
+                vectors, text_vectors = self._embed(batch_size)
+        finally:
+            net.train(training)
+            runner.precision = precision
+        per_language = {}
+        for language, (_, owners) in self.held.captions.items():
+            images = sorted(set(owners))
+            local = {image: i for i, image in enumerate(images)}
+            per_language[language] = retrieval_metrics(
+                vectors[images], text_vectors[language], np.array([local[o] for o in owners]), ks=_EVAL_KS
+            )
+        mean = mean_over_languages(per_language)
+        directions = ("text_to_image", "image_to_text")
+        return {
+            "mean": {d: mean[d] for d in directions},
+            "languages": {lang: {d: m[d] for d in directions} for lang, m in per_language.items()},
+            "n_images": len(self.held.images),
+            "n_texts": self.held.n_texts,
+        }
 
 
 # ---------------------------------------------------------------- files
@@ -266,12 +316,10 @@ def _output_dir(config: dict, resume: bool) -> tuple[Path, list[tuple[int, Path]
     return out, found
 
 
-def _default_threads(device: torch.device, workers: int) -> int:
-    """On CUDA the training process only stacks batches and launches kernels: more threads would
-    spin against the data workers for the same cores. On CPU the model gets the cores they leave."""
-    if device.type == "cuda":
-        return 1
-    return max(1, available_cores() - workers)
+def _default_threads(device: torch.device) -> int:
+    """On CUDA the training process only launches kernels: more threads would spin against the data
+    workers for the same cores. On CPU the model gets every core: the workers only draw indices."""
+    return 1 if device.type == "cuda" else available_cores()
 
 
 def _cpu_has_native_bf16() -> bool:
@@ -337,13 +385,19 @@ def _describe_data(
 class Trainer:
     """One training run: everything built from a resolved config, then `run()`."""
 
-    def __init__(self, config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None):
+    def __init__(
+        self,
+        config: dict,
+        resume: bool = False,
+        on_record: Callable[[dict], None] | None = None,
+        progress: bool = False,
+    ):
         self.started = time.perf_counter()
         self.config = config
         self.out, self.found = _output_dir(config, resume)
         self.device, self.precision = _device(config)
-        run, d, o = config["run"], config["data"], config["optimizer"]
-        torch.set_num_threads(run["threads"] or _default_threads(self.device, d["workers"]))
+        run, o = config["run"], config["optimizer"]
+        torch.set_num_threads(run["threads"] or _default_threads(self.device))
         self.name = config["name"] or self.out.name
 
         self.index, held_index = _data(config)
@@ -355,32 +409,81 @@ class Trainer:
         if loss["temperature_init"]:
             with torch.no_grad():
                 self.net.t.fill_(math.log(loss["temperature_init"]))
-        self.optimizer = make_optimizer(_param_groups(self.net, self.loss, o["weight_decay"]), config)
+        params = _param_groups(self.net, self.loss, o["weight_decay"])
+        self.optimizer = make_optimizer(params, config, self.device)
         self.schedule = scheduler(self.optimizer, config["schedule"], config["steps"])
 
+        self.pixels, self.batches, evaluated, text_ids = self._data(held_index, progress)
+        self.runner = BatchRunner(self.net, self.loss, self.pixels, self.precision)
+        self.evaluators = {
+            kind: Evaluator(self.runner, held, pictures, text_ids)
+            for kind, (held, pictures) in evaluated.items()
+        }
+        self.data_info = _describe_data(self.index, evaluated.get("eval", (None,))[0], held_index)
+        self.log = Log(self.out / LOG_FILE, on_record)
+        self.step, self.earlier_seconds = 0, 0.0
+
+    def _data(
+        self, held_index: train_data.PairIndex | None, progress: bool
+    ) -> tuple[
+        TrainingPixels,
+        train_data.PairBatches,
+        dict[str, tuple[train_data.HeldOut, np.ndarray]],
+        dict[str, int],
+    ]:
+        """Every picture and text the run reads, decoded and rendered once and held on the device;
+        the batches (indices into them); the evaluated images ("eval": held out, "eval_seen":
+        trained on) with their pictures; every text's number in the rendered texts."""
+        d, size = self.config["data"], self.net.config.image_size
+        preprocessing = self.model_config["preprocessing"]
         window = d["shuffle_window"]
         images = train_data.image_source(self.index, d["cache_images"], d["cache_max_images"], window)
+        cached = isinstance(images, train_data.CachedImages)
+        chunks = self.config["run"]["text_chunks"]
+        if chunks == "auto":
+            chunks = _GPU_TEXT_CHUNKS if self.device.type == "cuda" else 0
         spec = train_data.BatchSpec(
             batch_size=d["batch_size"],
             text_pairs=d["text_pairs"],
-            seed=config["seed"],
-            image_size=self.net.config.image_size,
-            preprocessing=self.model_config["preprocessing"],
-            renderer=self.model_config["renderer"],
-            text_trim=self.model_config["text_trim"],
-            window=None if isinstance(images, train_data.CachedImages) else window,
+            seed=self.config["seed"],
+            image_size=size,
+            preprocessing=preprocessing,
+            window=None if cached else window,
             captions_per_image=d["captions_per_image"],
             text_pair_partner=d["text_pair_partner"],
             single_keywords=d["single_keywords"],
+            text_chunks=chunks,
+            decode_images=not cached,
         )
-        self.batches = train_data.PairBatches(self.index, images, spec)
-        self.held = None
+        evaluated = {}
         if held_index is not None:
             source = train_data.image_source(held_index, d["cache_images"], d["cache_max_images"], window)
-            self.held = train_data.held_out(held_index, source, d["eval_max_images"])
-        self.data_info = _describe_data(self.index, self.held, held_index)
-        self.log = Log(self.out / LOG_FILE, on_record)
-        self.step, self.earlier_seconds = 0, 0.0
+            evaluated["eval"] = train_data.held_out(held_index, source, d["eval_max_images"])
+        if d["eval_seen_images"]:
+            evaluated["eval_seen"] = train_data.held_out(self.index, images, d["eval_seen_images"])
+        texts = train_data.shown_texts(self.index, d["single_keywords"])
+        for held in evaluated.values():
+            texts += [t for captions, _ in held.captions.values() for t in captions]
+        texts = list(dict.fromkeys(texts))
+        cache = TextCache(self.model_config["renderer"], self.model_config["text_trim"])
+        rendered = cache.get(texts, progress=progress)
+        text_ids = {t: i for i, t in enumerate(texts)}
+        pictures = None
+        if cached:
+            keys = np.unique(self.index.key_id)
+            pictures = np.zeros((len(self.index.keys), size, size, 3), np.uint8)
+            pictures[keys] = decode_pictures(
+                [images.images[k] for k in keys], [images.name(k) for k in keys], size, preprocessing
+            )
+        pixels = TrainingPixels(rendered, pictures, self.device, preprocessing["value_range"], d["resident"])
+        batches = train_data.PairBatches(
+            self.index, None if cached else images, spec, text_ids, rendered.count
+        )
+        with_pictures = {}
+        for kind, held in evaluated.items():
+            names = [f"{kind} image of key {key!r}" for key in held.keys]
+            with_pictures[kind] = (held, decode_pictures(held.images, names, size, preprocessing))
+        return pixels, batches, with_pictures, text_ids
 
     @property
     def seconds(self) -> float:
@@ -433,12 +536,12 @@ class Trainer:
         return Encoder(self.net, self.model_config, name=self.name, device=str(self.device))
 
     def evaluate(self) -> dict | None:
-        if self.held is None:
-            return None
-        metrics = evaluate(self.encoder(), self.held)
-        self.net.train()
-        self.log.write({"step": self.step, "eval": metrics})
-        return metrics
+        """Logs every evaluation (held-out images under "eval", training images under
+        "eval_seen"); returns the held-out one."""
+        results = {kind: evaluator() for kind, evaluator in self.evaluators.items()}
+        for kind, metrics in results.items():
+            self.log.write({"step": self.step, kind: metrics})
+        return results.get("eval")
 
     def run(self) -> TrainResult:
         if self.found:
@@ -476,7 +579,6 @@ class Trainer:
     def train_steps(self) -> None:
         config, run, o = self.config, self.config["run"], self.config["optimizer"]
         steps, accumulate = config["steps"], o["accumulate"]
-        runner = BatchRunner(self.net, self.loss, self.model_config, self.device, self.precision)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         stream = iter(
             train_data.loader(
@@ -487,44 +589,50 @@ class Trainer:
                 pin_memory=self.device.type == "cuda",
             )
         )
-        losses: list[float] = []
-        window_start = time.perf_counter()
+        # Summed on the device and read at log steps only: reading a loss each step would make the
+        # host wait for the device every step.
+        loss_sum = torch.zeros((), device=self.device)
+        window_steps, window_start, paused = 0, time.perf_counter(), 0.0
         while self.step < steps:
             self.optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
             for _ in range(accumulate):
                 batch = next(stream)
                 if batch["error"]:
                     raise PixglotError(f"training data: {batch['error']}")
-                value = runner(batch)
-                (value / accumulate).backward()
-                step_loss += value.item() / accumulate
+                value = self.runner(batch) / accumulate
+                value.backward()
+                loss_sum += value.detach()
             grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
             self.schedule.step()
             self.step += 1
-            losses.append(step_loss)
+            window_steps += 1
             if self.step % run["log_every"] == 0 or self.step in (1, steps):
-                seconds = time.perf_counter() - window_start
-                self.log_step(losses, lr, float(grad_norm), len(losses) * accumulate / max(seconds, 1e-9))
-                losses, window_start = [], time.perf_counter()
+                loss = float(loss_sum) / window_steps  # waits for the device: the window's time is complete
+                seconds = time.perf_counter() - window_start - paused
+                self.log_step(loss, lr, float(grad_norm), window_steps * accumulate / max(seconds, 1e-9))
+                loss_sum.zero_()
+                window_steps, window_start, paused = 0, time.perf_counter(), 0.0
+            started = time.perf_counter()
             if run["checkpoint_every"] and self.step % run["checkpoint_every"] == 0 and self.step < steps:
                 self.checkpoint()
             if run["eval_every"] and self.step % run["eval_every"] == 0 and self.step < steps:
                 self.evaluate()
+            paused += time.perf_counter() - started
 
-    def log_step(self, losses: list[float], lr: float, grad_norm: float, batches_per_second: float) -> None:
+    def log_step(self, loss: float, lr: float, grad_norm: float, batches_per_second: float) -> None:
         record = {
             "step": self.step,
             "epoch": round(
                 self.step * self.config["optimizer"]["accumulate"] / self.batches.batches_per_epoch, 3
             ),
-            "loss": sum(losses) / len(losses),
+            "loss": loss,
             "lr": lr,
             "temperature": self.net.temperature.item(),
             "grad_norm": grad_norm,
             "pairs_per_second": batches_per_second * self.config["data"]["batch_size"],
+            "seconds": round(self.seconds, 3),
         }
         if self.loss.bias is not None:
             record["bias"] = self.loss.bias.item()
@@ -556,7 +664,13 @@ class Trainer:
         self.log.write({"step": self.step, "event": "finished"})
 
 
-def train(config: dict, resume: bool = False, on_record: Callable[[dict], None] | None = None) -> TrainResult:
+def train(
+    config: dict,
+    resume: bool = False,
+    on_record: Callable[[dict], None] | None = None,
+    progress: bool = False,
+) -> TrainResult:
     """Train as `config` (a resolved training config) says; with `resume`, continue the run in its
-    output directory from its last checkpoint (or start it, if it has none)."""
-    return Trainer(config, resume, on_record).run()
+    output directory from its last checkpoint (or start it, if it has none). `progress` shows a bar
+    while the texts are rendered into the cache."""
+    return Trainer(config, resume, on_record, progress).run()
