@@ -158,20 +158,21 @@ def make_optimizer(params: list[dict], config: dict, device: torch.device) -> to
 # ---------------------------------------------------------------- one batch
 
 
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 class BatchRunner:
     """Gathers a batch's pixels on the device from the indices a worker drew, and embeds them.
 
-    The embedding methods run under the caller's autocast (`autocast()`): one context for all of a
-    step's network calls casts the weights to bf16 once per step, not once per call."""
+    The embedding methods run under their caller's `autocast`: one context for all of a step's
+    network calls casts the weights to bf16 once per step, not once per call."""
 
     def __init__(self, net: ViT, loss: ContrastiveLoss, pixels: TrainingPixels, precision: str):
         self.net, self.loss, self.pixels = net, loss, pixels
         self.device, self.precision = pixels.device, precision
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.precision == "bf16":
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def embed_texts(self, ids: Tensor, groups: Tensor | np.ndarray, slots: Tensor | np.ndarray) -> Tensor:
         """Texts given by cache number in `data.group_texts` order; returned in slot order."""
@@ -192,7 +193,7 @@ class BatchRunner:
         def device(name: str) -> Tensor:
             return torch.as_tensor(batch[name]).to(self.device, non_blocking=True)
 
-        with self.autocast():
+        with autocast(self.device, self.precision):
             images = self.embed_images(batch)
             texts = self.embed_texts(device("text_ids"), batch["text_groups"], batch["text_slots"])
         n_left = len(batch["left_text_keys"])
@@ -237,17 +238,15 @@ class Evaluator:
         return torch.cat(images).float().cpu().numpy(), texts
 
     def __call__(self, batch_size: int = 1024) -> dict:
-        net, runner = self.runner.net, self.runner
-        training, precision = net.training, runner.precision
-        # The arithmetic of `Encoder` (bf16 on CUDA, fp32 on the CPU), whatever the training's.
-        runner.precision = "bf16" if runner.device.type == "cuda" else "fp32"
+        net, device = self.runner.net, self.runner.device
+        training = net.training
         net.eval()
         try:
-            with runner.autocast():
+            # The arithmetic of `Encoder` (bf16 on CUDA, fp32 on the CPU), whatever the training's.
+            with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
                 vectors, text_vectors = self._embed(batch_size)
         finally:
             net.train(training)
-            runner.precision = precision
         per_language = {}
         for language, (_, owners) in self.held.captions.items():
             images = sorted(set(owners))

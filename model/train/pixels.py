@@ -88,16 +88,16 @@ class TrainingPixels:
     def pictures(self, keys: Tensor) -> Tensor:
         if self.pictures_by_key is None:
             raise PixglotError("this run's images are not held in memory; its batches carry their pixels")
-        return self.to_model(self.pictures_by_key[keys.to(self.storage)])
+        return self.to_model(self.pictures_by_key[keys.to(self.storage, non_blocking=True)])
 
     def texts(self, ids: Tensor, rows: int) -> Tensor:
         """The texts' top `rows` patch rows; the rows below a text's own are blank (read them with
         `row_counts`, which masks them)."""
-        ids = ids.to(self.storage)
+        ids = ids.to(self.storage, non_blocking=True)
         row = torch.arange(rows, device=self.storage)
         index = torch.where(row < self.count[ids, None], self.start[ids, None] + row, 0)  # row 0: blank
         gray = self.rows[index].reshape(len(ids), rows * self.patch, self.width)
         return self.to_model(gray)
 
     def row_counts(self, ids: Tensor) -> Tensor:
-        return self.count[ids.to(self.storage)].to(self.device, non_blocking=True)
+        return self.count[ids.to(self.storage, non_blocking=True)].to(self.device, non_blocking=True)
