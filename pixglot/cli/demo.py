@@ -22,5 +22,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"demo collection {demo.COLLECTION!r}: {images}")
     if args.no_ui:
         return 0
-    print(f"Pixglot demo: open http://127.0.0.1:{args.port}/ and search, e.g. флаг, 旗, علم (flag)")
+    examples = "猫, gato (cat) or флаг, علم (flag)"
+    print(f"Pixglot demo: open http://127.0.0.1:{args.port}/ and search, e.g. {examples}")
     return ui.run(argparse.Namespace(collection=demo.COLLECTION, port=args.port, host=ui.LOCALHOST, db=None))
