@@ -27,7 +27,6 @@ from bidi.algorithm import (
 
 _SPACES = regex.compile(r"\s+")
 _NOT_ONE_SPACE = regex.compile(r"[^\S ]|  |\A | \Z")  # white space that normalising would change
-_UNASSIGNED = regex.compile(r"\p{Cn}")
 # LRI, RLI, FSI, PDI -> LRE, RLE, LRE, PDF (same length, so levels still line up with the text).
 _ISOLATES_AS_EMBEDDINGS = str.maketrans("\u2066\u2067\u2068\u2069", "\u202a\u202b\u202a\u202c")
 _CONTROLS = regex.compile(r"[\p{Cc}\p{Cs}]")
@@ -80,9 +79,13 @@ def bidi_levels(text: str) -> tuple[int, list[int]]:
     storage = get_empty_storage()
     storage["base_level"] = base
     storage["base_dir"] = "LR"[base]
-    # Unassigned code points have no bidi class, which the algorithm rejects; they are neutral here.
-    # It knows embeddings but not isolates (Unicode 6.3): an isolate is resolved as an embedding.
-    prepared = _UNASSIGNED.sub("\ufffd", text).translate(_ISOLATES_AS_EMBEDDINGS)
+    # The algorithm reads bidi classes from Python's `unicodedata` (`unicodedata.unidata_version`:
+    # Unicode 14.0 in Python 3.11, 15.0 in 3.12), older than the `regex` package's tables that the
+    # rest of this module reads: a code point it gives no class (unassigned in its version, whatever
+    # newer tables say) would fail the algorithm, so it is neutral here. It knows embeddings but not
+    # isolates (Unicode 6.3): an isolate is resolved as an embedding.
+    prepared = "".join(c if unicodedata.bidirectional(c) else "\ufffd" for c in text)
+    prepared = prepared.translate(_ISOLATES_AS_EMBEDDINGS)
     get_embedding_levels(prepared, storage)
     for step in (
         explicit_embed_and_overrides,
