@@ -15,6 +15,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
+from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISREG
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -75,14 +76,31 @@ def content_hash(data: bytes) -> str:
 
 
 def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
-    with open(path, "rb") as f:
-        stat = os.fstat(f.fileno())
+    # Opened without blocking: opening a named pipe for reading would otherwise wait for a writer
+    # forever. What is not a regular file is refused before anything is read from it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as f:
+        stat = os.fstat(fd)
+        if not S_ISREG(stat.st_mode):
+            raise _NotRegular(f"not a regular file ({_KINDS.get(S_IFMT(stat.st_mode), 'special file')})")
         if stat.st_size > max_bytes:
             raise _TooLarge(f"file is {stat.st_size / 2**20:.0f} MiB, over the {max_bytes >> 20} MiB limit")
         return f.read(), stat
 
 
+_KINDS = {
+    S_IFIFO: "a named pipe",
+    S_IFSOCK: "a socket",
+    S_IFCHR: "a character device",
+    S_IFBLK: "a block device",
+}
+
+
 class _TooLarge(Exception):
+    pass
+
+
+class _NotRegular(Exception):
     pass
 
 
@@ -99,7 +117,7 @@ def failure_reason(err: BaseException) -> str:
         return "not a readable image (unknown or corrupt format)"
     if isinstance(err, Image.DecompressionBombError):
         return f"image too large to decode safely ({err})"
-    if isinstance(err, _TooLarge):
+    if isinstance(err, _TooLarge | _NotRegular):
         return str(err)
     if isinstance(err, OSError) and err.strerror:
         return err.strerror.lower()

@@ -14,12 +14,10 @@ A file that cannot be read is recorded in `index_failures` with the reason; the 
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
@@ -34,6 +32,7 @@ from indexer.decode import MAX_FILE_BYTES, Decoded, Failure, Inspection, decode_
 from indexer.scan import FileEntry
 from indexer.shards import ShardStore
 from pixglot import db
+from pixglot.processes import available_cores, worker_pool
 
 
 @dataclass
@@ -129,17 +128,7 @@ def _executor(workers: int | None, jobs: int) -> tuple[Executor, int]:
     workers = min(available_cores() if workers is None else workers, jobs)
     if workers <= 0 or jobs < 2:
         return _InlineExecutor(), 0
-    # A fork server, not fork: this process may have run PyTorch's thread pool, which a forked
-    # child cannot safely inherit.
-    context = multiprocessing.get_context("forkserver")
-    return ProcessPoolExecutor(workers, mp_context=context), workers
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
+    return worker_pool(workers), workers
 
 
 def ordered_map(

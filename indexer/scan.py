@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pixglot.errors import InputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
+UNKNOWN = -1  # size and mtime of an entry that could not be looked at
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def scan(roots: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[FileEntr
     """Image files under `roots`, each once, in a stable order.
 
     Hidden files and folders (a name starting with ".") and names or relative paths matching an
-    `exclude` glob are skipped. Folder symlinks are not followed, so a link cycle cannot loop.
+    `exclude` glob are skipped. Folder symlinks are not followed, so a link cycle cannot loop. Every
+    other entry with an image name is listed, pipes, devices and broken links included: reading it
+    is what finds out, and reports, that it is not an image.
     """
     seen: set[str] = set()
     for root in roots:
@@ -63,7 +66,10 @@ def scan(roots: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[FileEntr
             try:
                 stat = os.stat(path)
             except OSError:
-                continue  # vanished between listing and stat: nothing to index
+                # A dangling or looping link, or a file gone since it was listed: a run reads it
+                # like any other and reports why it could not (UNKNOWN matches no stored row).
+                yield FileEntry(path, UNKNOWN, UNKNOWN)
+                continue
             yield FileEntry(path, stat.st_size, stat.st_mtime_ns)
 
 

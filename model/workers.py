@@ -1,20 +1,18 @@
 """Decoding and rendering in worker processes, so large batches use every core beside the model.
 
-Workers start from a fork server rather than by forking the caller: forking a process that runs
-threads (PyTorch's OpenMP pool, a web server's) can leave locks held in the child, and a child that
-runs PyTorch's OpenMP code after such a fork hangs. The pool is started once per process and reused;
-small batches never start it.
+Workers start from a fork server and end when the caller ends (`pixglot.processes.worker_pool`).
+The pool is started once per process and reused; small batches never start it.
 """
 
 from __future__ import annotations
 
 import atexit
-import multiprocessing
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
+
+from pixglot.processes import available_cores, worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,19 +21,10 @@ R = TypeVar("R")
 _pool: ProcessPoolExecutor | None = None
 
 
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _get_pool() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["model.preprocess"])
-        _pool = ProcessPoolExecutor(available_cores(), mp_context=context)
+        _pool = worker_pool(available_cores(), preload=["model.preprocess"])
         atexit.register(_pool.shutdown, wait=False, cancel_futures=True)
     return _pool
 
@@ -69,3 +58,6 @@ def _pooled(fn: Callable[[T], R], items: Sequence[T], chunk: int) -> Iterator[R]
             yield from pending.popleft().result()
     while pending:
         yield from pending.popleft().result()
+
+
+__all__ = ["available_cores", "ordered_map"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from pixglot.processes import worker_pool
 
 # Below this many texts a process pool costs more than it saves.
 _MIN_TEXTS_PER_WORKER = 64
@@ -110,7 +111,7 @@ class Renderer:
         if workers <= 1:
             images = [self.render_many(c)[0] for c in chunks]
         else:
-            with ProcessPoolExecutor(workers) as pool:
+            with worker_pool(workers) as pool:
                 images = [images for images, _ in pool.map(self.render_many, chunks)]
         h, w = self.image_size
         return np.concatenate(images) if images else np.zeros((0, h, w, 3), np.uint8)

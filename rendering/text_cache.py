@@ -24,10 +24,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import multiprocessing
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +38,7 @@ import rendering
 from pixglot.atomic import write_atomic
 from pixglot.errors import FileFormatError, PixglotError
 from pixglot.home import cache_dir
+from pixglot.processes import available_cores, worker_pool
 
 _CODE = Path(__file__).parent
 # Texts per task of a worker process; below a few tasks' worth, rendering in-process is quicker
@@ -118,13 +117,6 @@ def _draw(config_json: str, trim: bool, texts: list[str]) -> tuple[np.ndarray, n
             f"the {renderer.style} renderer drew colour; the rendered-text cache keeps one gray channel"
         )
     return gray.reshape(-1, patch, pixels.shape[1]), counts
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @dataclass
@@ -227,15 +219,13 @@ class TextCache:
         chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
         bar = tqdm(total=len(texts), desc="rendering texts", unit=" texts", disable=not progress)
         task = functools.partial(_draw, self._config_json, self.trim)
-        workers = min(_cores(), len(chunks))
+        workers = min(available_cores(), len(chunks))
         if len(texts) < _MIN_TEXTS_FOR_WORKERS or workers < 2:
             results = map(task, chunks)
             yield from _counted(results, bar)
             return
-        # A fork server, not fork: the caller may run threads (PyTorch's), which a forked child
-        # can inherit in a locked state. Workers load the compiled loops from numba's disk cache.
-        context = multiprocessing.get_context("forkserver")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        # The workers load the compiled loops from numba's disk cache, which the blank render above filled.
+        with worker_pool(workers) as pool:
             yield from _counted(pool.map(task, chunks), bar)
 
 

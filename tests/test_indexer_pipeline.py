@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -138,6 +141,27 @@ def test_bad_files_are_listed_and_the_run_goes_on(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
     index_paths([photos], "c", options=FAST)
     assert {Path(f.path).name for f in collection.failures()} == {"not-an-image.png", "empty.webp"}
+
+
+def test_pipes_and_broken_links_are_reported_and_never_block_a_run(
+    tiny: str, photos: Path, tmp_path: Path
+) -> None:
+    os.mkfifo(photos / "pipe.jpg")  # opened for reading, a pipe waits for a writer forever
+    (photos / "dangling.png").symlink_to(tmp_path / "nowhere.png")
+    (photos / "loop-a.jpg").symlink_to(photos / "loop-b.jpg")
+    (photos / "loop-b.jpg").symlink_to(photos / "loop-a.jpg")
+    command = [sys.executable, "-m", "pixglot", "index", str(photos), "--collection", "c", "--model", tiny]
+    done = subprocess.run(command + ["--quiet"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    collection = indexer.open_collection("c")
+    assert collection.count() == 18
+    reasons = {Path(f.path).name: f.reason for f in collection.failures()}
+    assert reasons == {
+        "pipe.jpg": "not a regular file (a named pipe)",
+        "dangling.png": "no such file or directory",
+        "loop-a.jpg": "too many levels of symbolic links",
+        "loop-b.jpg": "too many levels of symbolic links",
+    }
 
 
 def test_file_size_limit_refuses_big_files(tiny: str, photos: Path) -> None:

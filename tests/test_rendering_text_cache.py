@@ -66,7 +66,7 @@ def test_texts_from_several_segments_are_gathered_in_order() -> None:
 def test_worker_processes_draw_what_the_process_draws(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(text_cache, "_CHUNK", 3)
     monkeypatch.setattr(text_cache, "_MIN_TEXTS_FOR_WORKERS", 4)
-    monkeypatch.setattr(text_cache, "_cores", lambda: 2)
+    monkeypatch.setattr(text_cache, "available_cores", lambda: 2)
     texts = [f"{word} {i}" for i, word in enumerate(SAMPLES * 2)]
     assert_equal_to_fresh(TextCache(SHAPED, True).get(texts), SHAPED, texts, True)
 

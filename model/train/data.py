@@ -28,8 +28,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import threading
-import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -45,6 +43,7 @@ from data.captions import WORD_SEPARATOR
 from model.images import BadImageError
 from model.preprocess import prepare_image
 from pixglot.errors import FileFormatError, InputError
+from pixglot.processes import exit_with
 
 COLUMNS = {"key": pa.string(), "image": pa.binary(), "text": pa.string(), "language": pa.string()}
 _HOLDOUT_SALT = "pixglot-holdout:"
@@ -520,18 +519,9 @@ def loader(batches: PairBatches, start: int, stop: int, workers: int, pin_memory
 
 def _init_worker(trainer: int, _: int) -> None:
     torch.set_num_threads(1)
-    threading.Thread(target=_exit_without, args=(trainer,), daemon=True).start()
-
-
-def _exit_without(trainer: int) -> None:
-    """A worker's parent is the fork server, so PyTorch's own check cannot see the training process
-    die (e.g. by kill -9); without this, its workers would wait for work forever."""
-    while True:
-        time.sleep(2)
-        try:
-            os.kill(trainer, 0)
-        except ProcessLookupError:
-            os._exit(0)
+    # A worker's parent is the fork server, so PyTorch's own check cannot see the training process
+    # die (kill -9); without this, its workers would wait for work forever.
+    exit_with(trainer)
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""Worker processes end with the process that started them, also when it is killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from indexer.samples import write_images
+
+REPO = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+
+
+def living_members(group: int) -> list[int]:
+    """Processes of process group `group` that are not zombies."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # ended while we looked
+        state, _, group_id = stat[stat.rindex(")") + 2 :].split()[:3]
+        if int(group_id) == group and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition, seconds: float, what: str) -> None:  # noqa: ANN001 - a callable returning bool
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.1)
+
+
+def kill_leader_only(process: subprocess.Popen, at_least: int) -> None:
+    """Once the process has started `at_least` - 1 others, SIGKILL it alone (not its group), as a
+    user's kill -9 or a crash would; then every process of its group must end by itself."""
+    group = process.pid  # its own session and group: start_new_session
+    try:
+        wait_for(lambda: len(living_members(group)) >= at_least, 120, "the workers did not start")
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        wait_for(lambda: not living_members(group), 20, f"left running: {living_members(group)}")
+    finally:
+        if living_members(group):
+            os.killpg(group, signal.SIGKILL)
+
+
+def test_a_killed_pool_owner_leaves_no_worker_behind() -> None:
+    script = (
+        "import time\n"
+        "from pixglot.processes import worker_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = worker_pool(2)\n"
+        "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
+        "    time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    kill_leader_only(process, at_least=4)  # the owner, the fork server, two workers
+
+
+def test_killing_the_indexer_leaves_no_process_behind(tiny: str, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 300, size=(64, 48))
+    command = [sys.executable, "-m", "pixglot", "index", str(folder), "--collection", "c", "--model", tiny]
+    process = subprocess.Popen(
+        [*command, "--workers", "2", "--quiet"],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    kill_leader_only(process, at_least=4)
