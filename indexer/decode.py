@@ -17,27 +17,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISREG
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from indexer.exif import ImageMetadata, read_metadata
+from pixglot.pictures import orientation, to_rgb, upright
 
 HASH_CHUNK = 1 << 20
 # A file this large is not a photo we can index on a laptop-class machine; refuse it by size
 # before reading it. Pixel-count bombs are caught by Pillow's guard.
 MAX_FILE_BYTES = 512 << 20
-
-_ORIENTATION = 0x0112
-# EXIF orientation -> the transpose that shows the picture upright.
-_UPRIGHT = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
 
 
 @dataclass(frozen=True)
@@ -174,39 +162,24 @@ def load_for_model(
     """
     if isinstance(src, Image.Image):
         img = src
-        orientation = _safe_metadata(img).orientation
+        turn = orientation(img)
     else:
         data = src if isinstance(src, bytes) else _read(os.fspath(src), max_bytes)[0]
         img = _open(data)
-        orientation = _safe_metadata(img).orientation
+        turn = orientation(img)
         img.draft("RGB", (image_size, image_size))
         img.load()
-    img = _to_rgb(img)
+    # The colours, transparency and orientation policy of every path (pixglot.pictures); only the
+    # cheap shrink of pictures over twice the model's size is this path's own.
+    img = to_rgb(img)
     factor = (max(1, img.width // image_size), max(1, img.height // image_size))
     if factor != (1, 1):
         img = img.reduce(factor)
-    if orientation in _UPRIGHT:
-        img = img.transpose(_UPRIGHT[orientation])
+    img = upright(img, turn)
     # A fresh image without the file's EXIF/XMP, so that nothing downstream turns it a second time.
-    upright = img.copy()
-    upright.info = {}
-    return upright
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode == "RGB":
-        return img
-    if img.mode.startswith("I") or img.mode == "F":
-        # 16-bit and float greyscale: scale to 8 bits instead of clipping everything to white.
-        arr = np.asarray(img, dtype=np.float64)
-        top = arr.max() if arr.size else 0.0
-        scale = 255.0 / top if top > 255 else 1.0
-        return Image.fromarray(np.clip(arr * scale, 0, 255).astype(np.uint8)).convert("RGB")
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return img.convert("RGB")
+    shown = img.copy()
+    shown.info = {}
+    return shown
 
 
 def decode_file(path: str, image_size: int, max_bytes: int = MAX_FILE_BYTES) -> Decoded | Failure:

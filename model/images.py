@@ -6,15 +6,12 @@ import io
 import warnings
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from pixglot.errors import FileFormatError
+from pixglot.pictures import orientation, to_rgb, upright
 
 ImageSource = str | Path | bytes | Image.Image
-
-# Pillow modes holding more than 8 bits per sample; Pillow's own convert("RGB") clips them at 255.
-_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class BadImageError(FileFormatError):
@@ -33,9 +30,9 @@ def describe(src: ImageSource) -> str:
 def open_image(src: ImageSource) -> Image.Image:
     """An RGB image from a path, encoded bytes, or a Pillow image.
 
-    The first frame of an animation; EXIF orientation applied (so a phone photo stands upright);
-    palette, grey, alpha, CMYK and 16-bit images converted to 8-bit RGB (alpha is dropped, as a
-    decoder asked for three channels does). Raises BadImageError naming the source and the reason.
+    The first frame of an animation, as `pixglot.pictures` says every path reads a picture: upright
+    by its EXIF orientation, transparency composited onto white, 16-bit grey scaled to 8 bits.
+    Raises BadImageError naming the source and the reason.
     """
     name = describe(src)
     try:
@@ -45,8 +42,7 @@ def open_image(src: ImageSource) -> Image.Image:
             image = src if isinstance(src, Image.Image) else _open(src)
             image.seek(0)
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return to_rgb(upright(image, orientation(image)))
     except FileNotFoundError:
         raise BadImageError(name, "no such file") from None
     except IsADirectoryError:
@@ -68,16 +64,3 @@ def _open(src: str | Path | bytes) -> Image.Image:
     if isinstance(src, (bytes, bytearray, memoryview)):
         return Image.open(io.BytesIO(bytes(src)))
     return Image.open(Path(src))
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in _WIDE_MODES:
-        # 16-bit samples: scale 0..65535 to 0..255 (Pillow would clip instead).
-        wide = np.asarray(image, dtype=np.float64)
-        grey = np.clip(np.rint(wide * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
-        return Image.fromarray(grey, mode="L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    return image.convert("RGB")
