@@ -396,7 +396,7 @@ def model_dir(name_or_path: str | Path) -> Path:
     for candidate in candidates:
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    installed = ", ".join(installed_models()) or "none"
+    installed = ", ".join(installed_models() + shipped_models()) or "none"
     raise PixglotError(
         f"no model {str(name_or_path)!r} (a directory with {CONFIG_FILE} and {MODEL_FILE}, or "
         f"a name in {home.models_dir()}; installed: {installed}); "

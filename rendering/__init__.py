@@ -10,6 +10,9 @@ renderer that the model was trained with.
 
 from __future__ import annotations
 
+import functools
+import json
+
 import numpy as np
 
 from pixglot.errors import InputError
@@ -32,7 +35,14 @@ def renderer_from_config(config: dict) -> Renderer:
 
 
 def get_renderer(style: str = "shaped", **options) -> Renderer:
-    return renderer_from_config({"style": style, **options})
+    """The renderer of this style and options, one per process: its fonts and glyph cache stay
+    loaded between calls (renderers are safe to share between threads)."""
+    return _shared(json.dumps({"style": style, **options}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _shared(config_json: str) -> Renderer:
+    return renderer_from_config(json.loads(config_json))
 
 
 def render_with_report(text: str, style: str = "shaped", **options) -> Rendering:

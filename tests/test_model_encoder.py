@@ -155,7 +155,7 @@ def test_load_by_name_from_pixglot_home(tiny, pixglot_home):
     model.save(tiny, pixglot_home / "models" / "mine")
     assert model.load("mine").fingerprint == tiny.fingerprint
     assert model.installed_models() == ["mine"]
-    with pytest.raises(PixglotError, match="no model 'other'.*installed: mine"):
+    with pytest.raises(PixglotError, match="no model 'other'.*installed: mine, demo"):
         model.load("other")
 
 

@@ -345,3 +345,14 @@ def test_threads_sharing_a_renderer_from_a_cold_start_draw_what_one_thread_draws
         results = list(pool.map(lambda batch: shared.render_many(batch)[0], batches * 3))
     for i, images in enumerate(results):
         assert np.array_equal(images, expected[i % 4 :: 4])
+
+
+def test_renderers_are_kept_per_config_and_draw_as_fresh_ones():
+    import rendering
+
+    # `render` costs what a held renderer's call costs: fonts and glyphs stay loaded between calls.
+    assert get_renderer("shaped") is get_renderer("shaped") is get_renderer("shaped", **{})
+    assert get_renderer("shaped", image_size=64) is not get_renderer("shaped")
+    fresh = rendering.renderer_from_config({"style": "shaped"})
+    assert fresh is not get_renderer("shaped")
+    assert np.array_equal(rendering.render("a black cat"), fresh.render("a black cat"))
