@@ -191,6 +191,12 @@ def test_training_images_are_evaluated_too(shards: Path, tmp_path: Path) -> None
     assert len(seen) == len(held) == 1
     assert seen[0]["n_images"] == 3 and held[0]["n_images"] == 8
     assert all("seconds" in r for r in records if "loss" in r)
+    # Evaluated on every training image, the run scores what the held-out evaluation of the same
+    # shards scores: the training pictures it reuses are those images.
+    everything = tmp_path / "all"
+    train(toy_config(shards, everything, steps=4, data={"eval": [str(shards)], "eval_seen_images": 8}))
+    final = [r for r in log_of(everything) if "eval_seen" in r or "eval" in r]
+    assert final[-1]["eval_seen"] == final[-2]["eval"]
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(shards: Path, tmp_path: Path) -> None:

@@ -412,7 +412,7 @@ class Trainer:
         self.optimizer = make_optimizer(params, config, self.device)
         self.schedule = scheduler(self.optimizer, config["schedule"], config["steps"])
 
-        self.pixels, self.batches, evaluated, text_ids = self._data(held_index, progress)
+        self.pixels, self.batches, evaluated, text_ids = self._hold_data(held_index, progress)
         self.runner = BatchRunner(self.net, self.loss, self.pixels, self.precision)
         self.evaluators = {
             kind: Evaluator(self.runner, held, pictures, text_ids)
@@ -422,7 +422,7 @@ class Trainer:
         self.log = Log(self.out / LOG_FILE, on_record)
         self.step, self.earlier_seconds = 0, 0.0
 
-    def _data(
+    def _hold_data(
         self, held_index: train_data.PairIndex | None, progress: bool
     ) -> tuple[
         TrainingPixels,
@@ -480,6 +480,10 @@ class Trainer:
         )
         with_pictures = {}
         for kind, held in evaluated.items():
+            if kind == "eval_seen" and pictures is not None:  # training images: decoded above
+                key_id = {key: k for k, key in enumerate(self.index.keys)}
+                with_pictures[kind] = (held, pictures[[key_id[key] for key in held.keys]])
+                continue
             names = [f"{kind} image of key {key!r}" for key in held.keys]
             with_pictures[kind] = (held, decode_pictures(held.images, names, size, preprocessing))
         return pixels, batches, with_pictures, text_ids
