@@ -112,18 +112,10 @@ def prepare_for_model(
         return None, (err.path, err.reason)
 
 
-@functools.lru_cache(maxsize=4)
-def _renderer_for(config_json: str) -> rendering.Renderer:
-    """One renderer per config and process: workers keep their fonts loaded between tasks."""
-    return rendering.renderer_from_config(json.loads(config_json))
-
-
-def _render_for_model(
-    renderer_json: str, trim: bool, texts: list[str]
-) -> list[tuple[np.ndarray, int | None]]:
+def _render_for_model(renderer: dict, trim: bool, texts: list[str]) -> list[tuple[np.ndarray, int | None]]:
     """Worker task: texts drawn as one batch, each with the patch rows the model reads (None: the
     whole canvas)."""
-    drawn = _renderer_for(renderer_json).render_for_model(texts, trim)
+    drawn = rendering.shared_renderer(renderer).render_for_model(texts, trim)
     # Copies: a view would keep its whole batch of full canvases alive while it waits to be encoded.
     return [(image.copy(), rows) for image, rows in drawn]
 
@@ -178,12 +170,8 @@ class Encoder:
     @property
     def renderer(self) -> rendering.Renderer:
         if self._renderer is None:
-            self._renderer = _renderer_for(self._renderer_json)
+            self._renderer = rendering.shared_renderer(self.config["renderer"])
         return self._renderer
-
-    @property
-    def _renderer_json(self) -> str:
-        return json.dumps(self.config["renderer"], sort_keys=True)
 
     @property
     def fingerprint(self) -> str:
@@ -255,7 +243,7 @@ class Encoder:
                 TextCache(self.config["renderer"], self.config["text_trim"]).get(texts), batch_size
             )
         out = np.zeros((len(texts), self.dim), np.float32)
-        task = functools.partial(_render_for_model, self._renderer_json, self.config["text_trim"])
+        task = functools.partial(_render_for_model, self.config["renderer"], self.config["text_trim"])
         groups: dict[int | None, list[tuple[int, np.ndarray]]] = {}
 
         def flush(rows: int | None) -> None:
@@ -278,11 +266,11 @@ class Encoder:
         patch, width = rendered.rows.shape[1:]
         for rows in np.unique(rendered.count).tolist():
             members = np.flatnonzero(rendered.count == rows)
+            # A model without text_trim reads the whole canvas, which is what the cache holds then.
+            read = rows if self.config["text_trim"] else None
             for chunk in np.array_split(members, -(-len(members) // batch_size)):
                 picked = rendered.start[chunk, None] + np.arange(rows)
                 gray = rendered.rows[picked].reshape(len(chunk), rows * patch, width)
-                # A model without text_trim reads the whole canvas, which is what the cache holds then.
-                read = rows if self.config["text_trim"] else None
                 out[chunk] = self._forward_uint8(np.repeat(gray[..., None], 3, axis=3), read)
         return out
 

@@ -34,15 +34,20 @@ def renderer_from_config(config: dict) -> Renderer:
     raise InputError(f"unknown renderer style {style!r}; expected one of {', '.join(STYLES)}")
 
 
-def get_renderer(style: str = "shaped", **options) -> Renderer:
-    """The renderer of this style and options, one per process: its fonts and glyph cache stay
-    loaded between calls (renderers are safe to share between threads)."""
-    return _shared(json.dumps({"style": style, **options}, sort_keys=True))
+def shared_renderer(config: dict) -> Renderer:
+    """The renderer of `config`, one per config and process: its fonts and glyph cache stay loaded
+    between calls, in worker processes too (renderers are safe to share between threads)."""
+    return _shared(json.dumps(config, sort_keys=True))
 
 
 @functools.lru_cache(maxsize=32)
 def _shared(config_json: str) -> Renderer:
     return renderer_from_config(json.loads(config_json))
+
+
+def get_renderer(style: str = "shaped", **options) -> Renderer:
+    """`shared_renderer` of this style and options."""
+    return shared_renderer({"style": style, **options})
 
 
 def render_with_report(text: str, style: str = "shaped", **options) -> Rendering:
@@ -64,4 +69,5 @@ __all__ = [
     "render",
     "render_with_report",
     "renderer_from_config",
+    "shared_renderer",
 ]

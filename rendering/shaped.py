@@ -21,7 +21,7 @@ from PIL import Image
 
 from rendering import chartables, kernels
 from rendering.base import Renderer, Rendering, RenderReport
-from rendering.fontstack import FontStack, default_stack
+from rendering.fontstack import FontStack
 from rendering.glyphs import GlyphAtlas
 from rendering.harfbuzz import Runs, Shaper
 from rendering.text import bidi_levels, graphemes, normalize_many, reorder_runs
@@ -137,8 +137,8 @@ class ShapedRenderer(Renderer):
         return self._atlas
 
     def source_files(self) -> list[Path]:
-        stack = self._stack or default_stack()
-        return list(dict.fromkeys(font.path for font in stack.fonts))
+        # The stack this renderer draws with (its atlas's), whatever the default stack is by now.
+        return list(dict.fromkeys(font.path for font in self.atlas.stack.fonts))
 
     def render(self, text: str, language: str | None = None) -> np.ndarray:
         return self.render_with_report(text, language).image

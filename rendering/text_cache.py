@@ -98,15 +98,9 @@ def cache_key(renderer: rendering.Renderer, trim: bool) -> str:
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:32]
 
 
-@functools.lru_cache(maxsize=4)
-def _renderer(config_json: str) -> rendering.Renderer:
-    """One renderer per config and process: a worker keeps its fonts and glyphs between tasks."""
-    return rendering.renderer_from_config(json.loads(config_json))
-
-
-def _draw(config_json: str, trim: bool, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def _draw(config: dict, trim: bool, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """Worker task: the texts' patch rows back to back (rows x patch x width, gray) and each one's count."""
-    renderer = _renderer(config_json)
+    renderer = rendering.shared_renderer(config)
     drawn = renderer.render_for_model(texts, trim)
     patch, grid = renderer.patch_size, renderer.image_size[0] // renderer.patch_size
     counts = np.array([grid if rows is None else rows for _, rows in drawn], np.int64)
@@ -132,11 +126,11 @@ class TextCache:
     """The rendered-text cache of one renderer (a config, as stored in a model's config.json)."""
 
     def __init__(self, renderer_config: dict, trim: bool, directory: Path | None = None):
-        self.renderer = rendering.renderer_from_config(renderer_config)
+        self._config = dict(renderer_config)
+        self.renderer = rendering.shared_renderer(self._config)
         self.trim = trim
         self.directory = directory or cache_dir("rendered-texts") / cache_key(self.renderer, trim)
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._config_json = json.dumps(self.renderer.config, sort_keys=True)
         self._width = self.renderer.image_size[1]
         self._patch = self.renderer.patch_size
 
@@ -192,7 +186,7 @@ class TextCache:
     def _draw_segment(self, texts: list[str], progress: bool) -> _Segment:
         name = hashlib.sha256("\0".join(texts).encode("utf-8", "surrogatepass")).hexdigest()[:24]
         rows_path = self.directory / f"{name}.rows"
-        blank, _ = _draw(self._config_json, self.trim, [""])
+        blank, _ = _draw(self._config, self.trim, [""])
         counts = []
 
         def write(tmp: str) -> None:
@@ -218,7 +212,7 @@ class TextCache:
     def _drawn(self, texts: list[str], progress: bool) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
         bar = tqdm(total=len(texts), desc="rendering texts", unit=" texts", disable=not progress)
-        task = functools.partial(_draw, self._config_json, self.trim)
+        task = functools.partial(_draw, self._config, self.trim)
         workers = min(available_cores(), len(chunks))
         if len(texts) < _MIN_TEXTS_FOR_WORKERS or workers < 2:
             results = map(task, chunks)

@@ -96,7 +96,9 @@ def test_a_changed_font_file_never_reads_the_old_pixels(
     latin = next(f.path for f in fontstack.default_stack().fonts if f.id == "latin")
     shutil.copy(latin, fonts / latin.name)
     monkeypatch.setenv(fontstack.FONT_PATH_ENV, str(fonts))
+    # The font path is read once per process: start from fresh renderers that read the copy.
     fontstack.default_stack.cache_clear()
+    rendering._shared.cache_clear()
     try:
         before = TextCache(SHAPED, True)
         before.get(["a cat"])
@@ -108,6 +110,7 @@ def test_a_changed_font_file_never_reads_the_old_pixels(
         assert len(list(after.directory.glob("*.parquet"))) == 1
     finally:
         fontstack.default_stack.cache_clear()
+        rendering._shared.cache_clear()
 
 
 def test_an_unfinished_segment_is_ignored_and_a_damaged_one_named() -> None:

@@ -30,14 +30,12 @@ def decode_pictures(
 ) -> np.ndarray:
     """(N, size, size, 3) uint8, image i resized as the model reads it; decoded on all cores.
     A missing or undecodable image stops training with its name (`names[i]`) and the reason."""
+    missing = next((i for i, data in enumerate(images) if data is None), None)
+    if missing is not None:
+        raise PixglotError(f"training data: {names[missing]}: the image is empty (null)")
     task = functools.partial(prepare_for_model, size=size, preprocessing=preprocessing)
     out = np.zeros((len(images), size, size, 3), np.uint8)
-    present = [i for i, data in enumerate(images) if data is not None]
-    if len(present) < len(images):
-        missing = next(i for i, data in enumerate(images) if data is None)
-        raise PixglotError(f"training data: {names[missing]}: the image is empty (null)")
-    decoded = ordered_map(task, [images[i] for i in present], min_items=_MIN_IMAGES_FOR_WORKERS)
-    for i, (array, error) in zip(present, decoded, strict=True):
+    for i, (array, error) in enumerate(ordered_map(task, images, min_items=_MIN_IMAGES_FOR_WORKERS)):
         if error is not None:
             raise PixglotError(f"training data: {names[i]}: {error[1]}")
         out[i] = array
