@@ -25,13 +25,14 @@ from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
-from sqlalchemy import func, select
+from sqlalchemy import Text, func, select, type_coerce
 
 from indexer.collection import Collection
 from indexer.decode import failure_reason, load_for_model
 from indexer.scan import normalise_path
 from pixglot import db
 from pixglot.errors import FileFormatError, InputError
+from pixglot.paths import printable, to_stored
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 DEFAULT_IMAGE_WEIGHT = 0.5
@@ -100,7 +101,8 @@ class Filters:
             prefix = normalise_path(self.path_prefix)
             if str(self.path_prefix).endswith(("/", os.sep)) and not prefix.endswith(os.sep):
                 prefix += os.sep
-            where.append(c.path.startswith(prefix, autoescape=True))
+            # LIKE escaping must apply to the stored form, so compare it as plain text.
+            where.append(type_coerce(c.path, Text).startswith(to_stored(prefix), autoescape=True))
         if self.date_from is not None:
             where.append(c.taken_at >= _day_start(self.date_from))
         if self.date_to is not None:
@@ -121,7 +123,8 @@ class Hit:
     metadata: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"image_id": self.image_id, "path": self.path, "score": round(self.score, 6), **self.metadata}
+        path = printable(self.path)  # JSON carries no lone surrogates: bytes that are not UTF-8 as \xNN
+        return {"image_id": self.image_id, "path": path, "score": round(self.score, 6), **self.metadata}
 
 
 def query_vector(

@@ -33,6 +33,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     create_engine,
     event,
@@ -44,10 +45,30 @@ from sqlalchemy.engine import Connection, make_url
 
 from pixglot.errors import PixglotError
 from pixglot.home import default_db_url
+from pixglot.paths import from_stored, to_stored
 
 SCHEMA_VERSION = 1
 
 metadata = MetaData()
+
+
+class FilePath(TypeDecorator):
+    """A file's path as the operating system names it, stored as text even when it is not UTF-8.
+
+    The column is plain TEXT (the schema is unchanged); `pixglot.paths` says how names that are not
+    UTF-8 are escaped in it. Values bound in comparisons (`==`, `in_`, `startswith`) are escaped the
+    same way, so queries take and return the paths Python's `os` functions use.
+    """
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else to_stored(value)
+
+    def process_result_value(self, value: str | None, dialect: object) -> str | None:
+        return None if value is None else from_stored(value)
+
 
 # SQLite's INTEGER PRIMARY KEY is its 64-bit rowid; BIGINT there would not autoincrement.
 _ROW_ID = BigInteger().with_variant(Integer, "sqlite")
@@ -81,7 +102,7 @@ images = Table(
     metadata,
     Column("id", _ROW_ID, primary_key=True),
     Column("collection_id", ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
-    Column("path", Text, nullable=False),
+    Column("path", FilePath, nullable=False),
     Column("content_hash", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
@@ -128,7 +149,7 @@ index_failures = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("collection_id", ForeignKey("collections.id", ondelete="CASCADE"), nullable=False),
-    Column("path", Text, nullable=False),
+    Column("path", FilePath, nullable=False),
     Column("size", BigInteger),
     Column("mtime_ns", BigInteger),
     Column("reason", Text, nullable=False),

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import ODD_FAILURE, ODD_NAMES
 from sqlalchemy import create_engine, inspect, select, text, update
 
 import indexer
@@ -217,6 +218,26 @@ def test_odd_file_names_go_through_bound_parameters(database_url: str, tiny: str
     literal = collection.search("x", k=5, filters=Filters(path_prefix=str(folder / "100%_")))
     assert [Path(h.path).name for h in literal] == ["100%_done.png"]
     assert collection.search("x", k=5, filters=Filters(path_prefix=str(folder / "1%"))) == []
+
+
+def test_names_that_are_not_utf8_are_indexed_searched_and_served(
+    database_url: str, tiny: str, odd_folder: Path
+) -> None:
+    raw = os.fsencode(odd_folder)
+    good = {os.fsdecode(raw + name) for name in ODD_NAMES}
+    report = index_paths([odd_folder], "odd", tiny, database_url, FAST)
+    assert (report.added, report.failed) == (4, 1)
+    collection = indexer.open_collection("odd", database_url)
+    hits = collection.search("x", k=10)
+    assert {h.path for h in hits} == good
+    assert all(collection.image_path(h.image_id) == Path(h.path) for h in hits)
+    assert [f.path for f in collection.failures()] == [os.fsdecode(raw + ODD_FAILURE)]
+    inside = collection.search("x", k=10, filters=Filters(path_prefix=os.fsdecode(raw + b"/\xff\xfe/")))
+    assert [h.path for h in inside] == [os.fsdecode(raw + b"/\xff\xfe/inside.jpg")]
+    # A rerun finds every stored row again: nothing is re-added or pruned.
+    options = IndexOptions(progress=False, workers=0, prune=True)
+    again = index_paths([odd_folder], "odd", None, database_url, options)
+    assert (again.added, again.unchanged, again.pruned) == (0, 4, 0)
 
 
 def test_image_ids_are_never_reused(database_url: str, tiny: str, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from indexer.collection import Collection
 from indexer.scan import IMAGE_EXTENSIONS
 from indexer.searching import Hit
 from pixglot.errors import InputError, PixglotError
+from pixglot.paths import printable
 
 COLUMNS = 4
 UPLOAD_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
@@ -221,9 +222,7 @@ def _card(collection: Collection, hit: Hit, thumb) -> None:  # noqa: ANN001 - Pa
         st.image(str(thumb), width="stretch")
     else:
         st.markdown('<div class="pg-missing">image unavailable</div>', unsafe_allow_html=True)
-    st.markdown(
-        _bidi_caption(os.path.basename(hit.path), prefix=f"<b>{hit.score:.3f}</b> · "), unsafe_allow_html=True
-    )
+    st.markdown(_bidi_caption(_file_name(hit), prefix=f"<b>{hit.score:.3f}</b> · "), unsafe_allow_html=True)
     with st.container(horizontal=True, gap="small"):
         st.button(
             "Details",
@@ -256,7 +255,7 @@ def _details(collection: Collection) -> None:
             st.image(str(preview))
         else:
             st.warning("The file is missing or has changed since it was indexed.")
-        st.markdown(_bidi_caption(os.path.basename(hit.path), prefix="<b>File:</b> "), unsafe_allow_html=True)
+        st.markdown(_bidi_caption(_file_name(hit), prefix="<b>File:</b> "), unsafe_allow_html=True)
         st.markdown(_metadata_lines(hit), unsafe_allow_html=True)
         with st.container(horizontal=True):
             st.button("More like this", key="details-like", on_click=_more_like, args=(collection, hit))
@@ -265,7 +264,7 @@ def _details(collection: Collection) -> None:
 
 def _metadata_lines(hit: Hit) -> str:
     meta = hit.metadata
-    rows = [("Folder", os.path.dirname(hit.path)), ("Score", f"{hit.score:.4f}")]
+    rows = [("Folder", printable(os.path.dirname(hit.path))), ("Score", f"{hit.score:.4f}")]
     if meta.get("width"):
         rows.append(("Size", f"{meta['width']} × {meta['height']} px, {meta.get('size', 0) / 1024:,.0f} KiB"))
     if meta.get("taken_at"):
@@ -276,6 +275,10 @@ def _metadata_lines(hit: Hit) -> str:
         rows.append(("GPS", ", ".join(f"{v:.5f}" for v in meta["gps"])))
     lines = "<br>".join(f"<b>{name}:</b> <bdi>{html.escape(str(value))}</bdi>" for name, value in rows)
     return f'<div class="pg-caption">{lines}</div>'
+
+
+def _file_name(hit: Hit) -> str:
+    return printable(os.path.basename(hit.path))
 
 
 def _bidi_caption(text: str, prefix: str = "") -> str:
@@ -297,6 +300,6 @@ def _clear_image() -> None:
 
 
 def _more_like(collection: Collection, hit: Hit) -> None:
-    st.session_state.image_query = query.indexed_image(collection, hit.image_id, os.path.basename(hit.path))
+    st.session_state.image_query = query.indexed_image(collection, hit.image_id, _file_name(hit))
     st.session_state.text = ""
     st.session_state.selected = None

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--prune", action="store_true", help="drop images that vanished from under PATH")
     parser.add_argument("--report", action="store_true", help="list the files that could not be indexed")
     parser.add_argument(
+        "-0", "--null", action="store_true", help="with --report: the paths only, each ending in a NUL byte"
+    )
+    parser.add_argument(
         "--reindex", action="store_true", help="re-encode the collection with --model (same as `reindex`)"
     )
     parser.add_argument("--batch-size", type=int, metavar="N", help="images per model call")
@@ -80,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
     from pixglot.errors import InputError
 
     action = args.paths[0] if args.paths and args.paths[0] in ACTIONS else None
+    if args.null and not args.report:
+        raise InputError("-0/--null changes what --report prints; give it with --report")
     if args.reindex:
         if action or args.paths:
             raise InputError("--reindex re-encodes the indexed images; give no folders with it")
@@ -97,8 +102,8 @@ def run(args: argparse.Namespace) -> int:
         if not args.model:
             raise InputError("reindex needs --model NAME (the model to switch the collection to)")
         report = indexer.reindex(_need_collection(args, "reindex"), args.model, args.db, _options(args))
-        print(report.summary())
-        return _print_failures(report.collection, args.db) if args.report else 0
+        print(report.summary(), file=sys.stderr if args.null else sys.stdout)
+        return _print_failures(report.collection, args) if args.report else 0
     if action == "drop":
         indexer.open_collection(_need_collection(args, "drop"), args.db).drop()
         print(f"{args.collection}: deleted")
@@ -106,23 +111,28 @@ def run(args: argparse.Namespace) -> int:
     name = _need_collection(args, "indexing")
     if not args.paths:
         if args.report:
-            return _print_failures(name, args.db)
+            return _print_failures(name, args)
         raise InputError("give the folders to index (or --report to list failures)")
     report = indexer.index_paths(args.paths, name, args.model, args.db, _options(args))
-    print(report.summary())
+    # With -0 standard output carries only the NUL-separated paths.
+    print(report.summary(), file=sys.stderr if args.null else sys.stdout)
     if args.report:
-        return _print_failures(name, args.db)
+        return _print_failures(name, args)
     if report.failures:
         print(f"{len(report.failures)} files could not be read; `--report` lists them", file=sys.stderr)
     return 0
 
 
-def _print_failures(name: str, database: str | None) -> int:
+def _print_failures(name: str, args: argparse.Namespace) -> int:
     import indexer
+    from pixglot.paths import printable, write_paths
 
-    failures = indexer.open_collection(name, database).failures()
-    for failure in failures:
-        print(f"{failure.path}\t{failure.reason}")
+    failures = indexer.open_collection(name, args.db).failures()
+    if args.null:
+        write_paths((failure.path for failure in failures), b"\0")
+    else:
+        for failure in failures:
+            print(f"{printable(failure.path)}\t{failure.reason}")
     print(f"{name}: {len(failures)} files could not be indexed", file=sys.stderr)
     return 0
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from datetime import date, datetime
 
+from pixglot.paths import printable, write_paths
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -42,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="hits as JSON, with their metadata")
     output.add_argument("-f", "--files", action="store_true", help="paths only, one per line (for piping)")
+    output.add_argument(
+        "-0", "--null", action="store_true", help="paths only, each ending in a NUL byte (for xargs -0)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -80,10 +85,9 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.json:
         print(json.dumps([hit.to_json() for hit in hits], ensure_ascii=False, indent=2))
-    elif args.files:
-        for hit in hits:
-            print(hit.path)
+    elif args.files or args.null:
+        write_paths((hit.path for hit in hits), b"\0" if args.null else b"\n")
     else:
         for rank, hit in enumerate(hits, start=args.offset + 1):
-            print(f"{rank:>4}  {hit.score:7.4f}  {hit.path}")
+            print(f"{rank:>4}  {hit.score:7.4f}  {printable(hit.path)}")
     return 0
