@@ -5,33 +5,45 @@ that runs threads (PyTorch's OpenMP pool, a web server's) can leave locks held i
 worker's parent is then the fork server, so neither the pool nor the operating system ends it when
 the caller dies without shutting the pool down (`kill -9`, a crash): each worker watches the
 caller itself and exits when it is gone.
+
+It watches a pipe, not the caller's pid: the kernel closes a dead process's end of the pipe at once,
+while its pid answers `kill(pid, 0)` until its own parent reaps it. A parent that waits for the
+output pipes to close before reaping (`subprocess.run(capture_output=True)`) would otherwise wait
+for workers that wait for it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
 import os
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-
-_WATCH_SECONDS = 1.0
-
-
-def _watch(caller: int) -> None:
-    while True:
-        time.sleep(_WATCH_SECONDS)
-        try:
-            os.kill(caller, 0)
-        except ProcessLookupError:
-            os._exit(0)
-        except PermissionError:  # the pid was reused by another user's process: ours is gone
-            os._exit(0)
+from multiprocessing.connection import Connection
 
 
-def exit_with(caller: int) -> None:
-    """In a worker: end this process within a second or two of process `caller` ending."""
+@functools.cache
+def _lifeline() -> tuple[Connection, Connection]:
+    # This process holds the only writing end, for as long as it lives, and never writes to it.
+    return multiprocessing.Pipe(duplex=False)
+
+
+def lifeline() -> Connection:
+    """A pipe end that reads end-of-file once this process has ended, for its workers to watch."""
+    return _lifeline()[0]
+
+
+def _watch(caller: Connection) -> None:
+    with contextlib.suppress(EOFError, OSError):
+        caller.recv_bytes()
+    os._exit(0)
+
+
+def exit_with(caller: Connection) -> None:
+    """In a worker: end this process as soon as the process that gave it `caller` (its `lifeline()`)
+    has ended."""
     threading.Thread(target=_watch, args=(caller,), daemon=True, name="exit-with-caller").start()
 
 
@@ -41,7 +53,7 @@ def worker_pool(workers: int, preload: Sequence[str] = ()) -> ProcessPoolExecuto
     context = multiprocessing.get_context("forkserver")
     if preload:
         context.set_forkserver_preload(list(preload))
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with, initargs=(os.getpid(),))
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=exit_with, initargs=(lifeline(),))
 
 
 def available_cores() -> int:

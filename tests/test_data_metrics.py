@@ -56,6 +56,21 @@ def test_identical_captions_of_different_images_tie():
     assert m["text_to_image"]["recall@1"] == 0.5  # both captions find image 0 first
 
 
+def test_a_duplicated_caption_counts_once_per_copy_at_k_above_one():
+    # Captions 0 and 1 are the same vector (the same text under images 0 and 1).
+    # Image 0 ranks caption 0 and its copy equal first: pessimistic rank 1. Image 1 scores both
+    # copies 0 like its own caption 1, and caption 2 higher: rank 2. Image 2 ranks caption 2 first.
+    m = _case([[1, 0, 0.6], [1, 0, 0.6], [0, 1, 0.8]], [0, 1, 2], ks=(1, 2, 3))
+    assert m["image_to_text"] == pytest.approx({"recall@1": 1 / 3, "recall@2": 2 / 3, "recall@3": 1.0})
+    assert m["optimistic"]["image_to_text"] == pytest.approx(
+        {"recall@1": 2 / 3, "recall@2": 1.0, "recall@3": 1.0}
+    )
+    # Caption 0 finds image 0 first; caption 1 (image 1, score 0) has images 0 and 2 above it;
+    # caption 2 has image 1 (1.0) above its own (0.8).
+    assert m["text_to_image"] == pytest.approx({"recall@1": 1 / 3, "recall@2": 2 / 3, "recall@3": 1.0})
+    assert m["optimistic"]["text_to_image"] == m["text_to_image"]
+
+
 def test_several_captions_per_image():
     # Images 0, 1; captions 0, 1 belong to image 0, captions 2, 3 to image 1.
     sims = [
@@ -126,6 +141,42 @@ def test_matches_argsort_reference_and_chunking_changes_nothing(seed):
     i2t, t2i = _argsort_reference(image_emb, text_emb, text_image, ks)
     assert whole["image_to_text"] == {f"recall@{k}": i2t[k] for k in ks}
     assert whole["text_to_image"] == {f"recall@{k}": t2i[k] for k in ks}
+
+
+def _tie_reference(image_emb, text_emb, text_image, ks, strict):
+    """Ranks counted one by one: the others scoring at least the match (strict: more than it)."""
+    sims = image_emb @ text_emb.T
+    above = np.greater if strict else np.greater_equal
+    own = np.asarray(text_image)
+    t2i = [
+        sum(above(sims[i, j], sims[own[j], j]) for i in range(len(sims)) if i != own[j])
+        for j in range(len(own))
+    ]
+    i2t = []
+    for i in range(len(sims)):
+        mine = own == i
+        if not mine.any():
+            i2t.append(len(own))  # an image without captions misses at every k
+            continue
+        best = sims[i, mine].max()
+        i2t.append(sum(above(sims[i, j], best) for j in np.flatnonzero(~mine)))
+    recall = lambda ranks: {f"recall@{k}": float(np.mean(np.array(ranks) < k)) for k in ks}  # noqa: E731
+    return recall(i2t), recall(t2i)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_duplicated_images_and_captions_match_a_one_by_one_count(seed):
+    rng = np.random.default_rng(seed)
+    images = np.round(rng.normal(size=(12, 3))).astype(np.float32)
+    images = images[rng.integers(0, 12, size=20)]  # images repeated: vectors that tie exactly
+    text_image = rng.integers(0, 20, size=30)
+    captions = np.round(rng.normal(size=(10, 3))).astype(np.float32)[rng.integers(0, 10, size=30)]
+    ks = (1, 2, 3, 5)
+    m = retrieval_metrics(images, captions, text_image, ks=ks, max_cells=9)
+    i2t, t2i = _tie_reference(images, captions, text_image, ks, strict=False)
+    assert (m["image_to_text"], m["text_to_image"]) == (i2t, t2i)
+    i2t, t2i = _tie_reference(images, captions, text_image, ks, strict=True)
+    assert (m["optimistic"]["image_to_text"], m["optimistic"]["text_to_image"]) == (i2t, t2i)
 
 
 def test_with_many_ties_the_argsort_result_lies_between_the_bounds():

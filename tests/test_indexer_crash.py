@@ -1,5 +1,7 @@
-"""Crash safety: `pixglot index` killed with SIGKILL in the middle of a run, twice, then rerun.
+"""Crash safety: `pixglot index` killed with SIGKILL at three points of a run, then rerun.
 
+The kills land where a crash does the most harm, on every run: after a shard is written but before
+its transaction commits, right after a transaction, and in the middle of saving the FAISS index.
 The rerun must resume (encode only what was not committed), index nothing twice, and leave the
 database, the Parquet shards and the FAISS index in agreement: every vector id in the shards and
 in the index belongs to exactly one image row, and every row has exactly one vector."""
@@ -7,17 +9,15 @@ in the index belongs to exactly one image row, and every row has exactly one vec
 from __future__ import annotations
 
 import os
-import random
 import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
+from crash_support import REPO, kill_group, run_killed_at
 from sqlalchemy import select
 
 import indexer
@@ -25,42 +25,23 @@ import model
 from indexer.samples import write_images
 from pixglot import db
 
-REPO = Path(__file__).resolve().parents[1]
 IMAGES = 150
+COMMIT_EVERY = 4
 
 
-def start_indexing(folder: Path, home: Path) -> subprocess.Popen:
-    env = {**os.environ, "PIXGLOT_HOME": str(home), "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable,
-        "-m",
-        "pixglot",
-        "index",
-        str(folder),
-        "--collection",
-        "crash",
-        "--model",
-        "tiny",
+def index_command(folder: Path) -> list[str]:
+    # Small commits, so that a kill lands between many of them.
+    every = str(COMMIT_EVERY)
+    return ["index", str(folder), "--collection", "crash", "--model", "tiny", "--quiet", "--workers", "1"] + [
+        "--commit-every",
+        every,
+        "--batch-size",
+        every,
     ]
-    # Small commits so that a kill lands between, and inside, many of them.
-    command += ["--commit-every", "4", "--batch-size", "4", "--workers", "1", "--quiet"]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def shard_files(home: Path) -> list[Path]:
     return list((home / "collections" / "crash" / "shards").glob("*/*.parquet"))
-
-
-def kill_midway(process: subprocess.Popen, home: Path, after_shards: int) -> None:
-    deadline = time.monotonic() + 240
-    while len(shard_files(home)) < after_shards:
-        assert process.poll() is None, f"indexing ended before the kill: {process.communicate()}"
-        assert time.monotonic() < deadline, "indexing made no progress"
-        time.sleep(0.005)
-    time.sleep(random.uniform(0, 0.05))  # land anywhere: encoding, writing a shard, committing
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert process.returncode == -signal.SIGKILL
 
 
 def committed_rows(url: str) -> list[tuple[int, str]]:
@@ -74,17 +55,33 @@ def test_killed_runs_resume_without_duplicates_or_losses(pixglot_home: Path, tmp
     folder = tmp_path / "photos"
     write_images(folder, IMAGES, size=(40, 30))
     url = f"sqlite:///{pixglot_home / 'pixglot.db'}"
+    env = {**os.environ, "PIXGLOT_HOME": str(pixglot_home)}
+    command = index_command(folder)
 
-    kill_midway(start_indexing(folder, pixglot_home), pixglot_home, after_shards=4)
-    first = len(committed_rows(url))
-    kill_midway(
-        start_indexing(folder, pixglot_home), pixglot_home, after_shards=len(shard_files(pixglot_home)) + 6
-    )
+    # The 4th shard is on disk, its transaction never commits: three commits hold, one orphan shard.
+    run_killed_at(command, "indexer.shards:ShardStore.write", "after", 4, env)
+    assert len(committed_rows(url)) == 3 * COMMIT_EVERY and len(shard_files(pixglot_home)) == 4
+    # Killed just after its 5th transaction: five more commits hold.
+    run_killed_at(command, "indexer.ingest:IngestRun.commit", "after", 5, env)
+    assert len(committed_rows(url)) == 8 * COMMIT_EVERY
+    # Killed in the middle of saving the FAISS index: its new file written, not yet in place.
+    run_killed_at(command, "faiss:write_index", "after", 1, env)
     before_last = committed_rows(url)
-    assert 0 < first <= len(before_last) < IMAGES, "both kills should land mid-way"
+    assert 8 * COMMIT_EVERY <= len(before_last) <= IMAGES
 
-    last = start_indexing(folder, pixglot_home)
-    out, err = last.communicate(timeout=300)
+    last = subprocess.Popen(
+        [sys.executable, "-m", "pixglot", *command],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = last.communicate(timeout=300)
+    finally:
+        kill_group(last.pid)
     assert last.returncode == 0, err
     encoded = int(re.search(r"\((\d+) encoded", out).group(1))
     assert encoded == IMAGES - len(before_last), "the rerun re-encoded committed images"

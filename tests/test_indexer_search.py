@@ -12,13 +12,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import indexer
 import model
+from app.query import SearchRequest, run_search
 from indexer import Filters, IndexOptions, index_paths, parse_query, searching, vector_index
 from indexer.samples import SampleExif, write_image, write_images
 from pixglot.cli import main
-from pixglot.errors import InputError
+from pixglot.errors import InputError, PixglotError
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=16)
 
@@ -110,6 +113,63 @@ def test_query_parsing() -> None:
     assert parse_query('"exact phrase" -x:abc') == ("exact phrase", (("x:abc", 0.5),))
     with pytest.raises(InputError):
         parse_query("beach -people:99")
+
+
+@pytest.mark.parametrize("weight", ["-0.5", "-1e-9", "10.5", "nan", "inf", "-inf"])
+def test_a_negative_term_weight_outside_0_to_10_is_refused(weight: str) -> None:
+    with pytest.raises(InputError, match=f"weight {weight} is not between 0 and 10"):
+        parse_query(f"beach -people:{weight}")
+
+
+@pytest.mark.parametrize("weight", ["0", "10", "0.25"])
+def test_negative_term_weights_from_0_to_10_are_taken(weight: str) -> None:
+    assert parse_query(f"beach -people:{weight}") == ("beach", (("people", float(weight)),))
+
+
+# Queries built from what the syntax gives meaning to, and any other character.
+QUERY_PIECES = ["-", '"', ":", " ", "0.5", "-1", "nan", "inf", "1e9", "beach", "кошка", "قطة", "🐱", "\u0897"]
+queries = st.lists(st.sampled_from(QUERY_PIECES) | st.text(max_size=3), max_size=8).map("".join)
+
+
+@given(queries)
+def test_any_query_parses_to_terms_with_weights_from_0_to_10_or_is_refused(text: str) -> None:
+    try:
+        parsed = parse_query(text)
+    except InputError as err:
+        assert "\n" not in str(err) and "is not between 0 and 10" in str(err)
+        return
+    assert parsed.text == parsed.text.strip()
+    for term, weight in parsed.negatives:
+        assert term.strip() and 0 <= weight <= 10
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(queries)
+def test_any_query_is_hits_or_one_line_error_in_the_api_the_cli_and_the_page(
+    collection: indexer.Collection, capsys: pytest.CaptureFixture, text: str
+) -> None:
+    try:
+        hits = [h.image_id for h in collection.search(text, k=3)]
+    except PixglotError as err:
+        hits, message = None, str(err)
+        assert message and "\n" not in message
+    else:
+        assert 1 <= len(hits) <= 3
+    # The page asks through run_search with the same words, and gets the same answer.
+    try:
+        page = [h.image_id for h in run_search(collection, SearchRequest("c", text=text), 0, 3)]
+    except PixglotError as err:
+        assert hits is None and str(err) == message
+    else:
+        assert page == hits
+    if "\0" in text:
+        return  # a command line cannot hold a NUL
+    code = main(["search", "-c", "c", "-k", "3", "-f", "--", text])
+    out, err = capsys.readouterr()
+    if hits is None:
+        assert code == 2 and err.count("\n") == 1 and err.startswith("pixglot: error: ")
+    else:
+        assert code == 0 and len(out.splitlines()) == len(hits)
 
 
 def test_pages_partition_the_ranking(collection: indexer.Collection) -> None:

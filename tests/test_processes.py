@@ -10,27 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from crash_support import kill_group, living_members
 
 from indexer.samples import write_images
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
-
-
-def living_members(group: int) -> list[int]:
-    """Processes of process group `group` that are not zombies."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue  # ended while we looked
-        state, _, group_id = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(group_id) == group and state != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def wait_for(condition, seconds: float, what: str) -> None:  # noqa: ANN001 - a callable returning bool
@@ -50,8 +35,7 @@ def kill_leader_only(process: subprocess.Popen, at_least: int) -> None:
         process.wait()
         wait_for(lambda: not living_members(group), 20, f"left running: {living_members(group)}")
     finally:
-        if living_members(group):
-            os.killpg(group, signal.SIGKILL)
+        kill_group(group)
 
 
 def test_a_killed_pool_owner_leaves_no_worker_behind() -> None:
@@ -84,3 +68,32 @@ def test_killing_the_indexer_leaves_no_process_behind(tiny: str, tmp_path: Path)
         stderr=subprocess.DEVNULL,
     )
     kill_leader_only(process, at_least=4)
+
+
+def test_workers_end_while_their_killed_owner_is_not_yet_reaped() -> None:
+    # A parent reading the owner's output until it closes (subprocess.run(capture_output=True)) reaps
+    # the owner only then: until that moment the owner's pid still exists, as a zombie. The workers
+    # hold the output open too, so they must see the owner gone without its pid going away.
+    script = (
+        "import time\n"
+        "from pixglot.processes import worker_pool\n"
+        "if __name__ == '__main__':\n"
+        "    pool = worker_pool(2)\n"
+        "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
+        "    print('started', flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: len(living_members(process.pid)) >= 4, 120, "the workers did not start")
+        os.kill(process.pid, signal.SIGKILL)
+        out, _ = process.communicate(timeout=30)  # returns once every holder of the pipe has ended
+        assert out == b"started\n"
+    finally:
+        kill_group(process.pid)

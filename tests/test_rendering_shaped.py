@@ -82,6 +82,27 @@ def test_mixed_left_to_right_paragraph_with_embedded_hebrew(renderer):
     assert ink_columns(renderer.render(text)).min() <= 2, "a left-to-right paragraph is left-aligned"
 
 
+def darkness_profile(image: np.ndarray) -> np.ndarray:
+    """Ink per column, from the first inked column to the last."""
+    ink = (BACKGROUND - image[:, :, 0].astype(np.int64)).sum(axis=0)
+    columns = np.flatnonzero(ink)
+    return ink[columns[0] : columns[-1] + 1]
+
+
+def test_an_all_right_to_left_line_draws_its_first_word_rightmost(renderer):
+    # Three runs (Arabic, emoji, Arabic), all right to left: drawn in reverse logical order.
+    text = "مرحبا 🐱 بالعالم"
+    clusters = [c for c, _, _ in line_glyphs(renderer, text)]
+    assert clusters == sorted(clusters, reverse=True)
+    # In the pixels: a right-to-left paragraph is right-aligned, so its right end is exactly the first
+    # word drawn alone, and not the last.
+    line = darkness_profile(renderer.render(text))
+    first, last = (darkness_profile(renderer.render(word)) for word in ("مرحبا", "بالعالم"))
+    assert np.array_equal(line[-len(first) :], first)
+    assert not np.array_equal(line[-len(last) :], last)
+    assert not np.array_equal(line[: len(first)], first)
+
+
 def test_devanagari_conjunct_reph_and_pre_base_matra(renderer):
     ksha = line_glyphs(renderer, "क्ष")
     assert len(ksha) == 1, "क + ् + ष form one conjunct glyph"

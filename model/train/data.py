@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import os
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from data.captions import WORD_SEPARATOR
 from model.images import BadImageError
 from model.preprocess import prepare_image
 from pixglot.errors import FileFormatError, InputError
-from pixglot.processes import exit_with
+from pixglot.processes import exit_with, lifeline
 
 COLUMNS = {"key": pa.string(), "image": pa.binary(), "text": pa.string(), "language": pa.string()}
 _HOLDOUT_SALT = "pixglot-holdout:"
@@ -513,11 +513,11 @@ def loader(batches: PairBatches, start: int, stop: int, workers: int, pin_memory
         multiprocessing_context="forkserver" if workers else None,
         prefetch_factor=4 if workers else None,
         pin_memory=pin_memory,
-        worker_init_fn=functools.partial(_init_worker, os.getpid()) if workers else None,
+        worker_init_fn=functools.partial(_init_worker, lifeline()) if workers else None,
     )
 
 
-def _init_worker(trainer: int, _: int) -> None:
+def _init_worker(trainer: Connection, _: int) -> None:
     torch.set_num_threads(1)
     # A worker's parent is the fork server, so PyTorch's own check cannot see the training process
     # die (kill -9); without this, its workers would wait for work forever.
