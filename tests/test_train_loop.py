@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from crash_support import kill_group, run_killed_at
 from safetensors.torch import load_file
 from train_toy import toy_config, write_colour_shards
 
@@ -199,33 +200,75 @@ def test_training_images_are_evaluated_too(shards: Path, tmp_path: Path) -> None
     assert final[-1]["eval_seen"] == final[-2]["eval"]
 
 
-def test_kill_9_then_resume_matches_an_uninterrupted_run(shards: Path, tmp_path: Path) -> None:
-    steps = 200
-    sections = {"steps": steps, "run": {"checkpoint_every": 5, "log_every": 5, "keep_checkpoints": 1}}
-    straight = tmp_path / "straight"
-    train(toy_config(shards, straight, **sections))
+@pytest.fixture(scope="module")
+def straight_run(shards: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run the killed ones must end equal to: 200 steps, a checkpoint every 5, none killed."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train(toy_config(shards, out, **KILLED_RUN))
+    return out
 
+
+KILLED_RUN = {"steps": 200, "run": {"checkpoint_every": 5, "log_every": 5, "keep_checkpoints": 1}}
+
+
+def killed_run_command(shards: Path, tmp_path: Path) -> tuple[Path, list[str]]:
     out = tmp_path / "killed"
-    config = toy_config(shards, out, **sections)
     config_file = tmp_path / "train.json"
-    config_file.write_text(json.dumps(config))
-    command = [sys.executable, "-m", "pixglot", "train", "--config", str(config_file), "--resume", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while not any(s >= 10 for s, _ in ckpt.list_checkpoints(out)):
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint within 120 s"
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = ckpt.list_checkpoints(out)[-1][0]
-    assert killed_at < steps and not (out / "model.safetensors").exists()
+    config_file.write_text(json.dumps(toy_config(shards, out, **KILLED_RUN)))
+    return out, ["train", "--config", str(config_file), "--resume", "--quiet"]
 
-    rerun = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+
+def resume_to_the_end(argv: list[str], out: Path, straight: Path) -> None:
+    rerun = subprocess.run(
+        [sys.executable, "-m", "pixglot", *argv],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        start_new_session=True,
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert any(r.get("event") == "resumed" for r in log_of(out))
     assert_same_weights(straight, out, atol=1e-5)
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(
+    shards: Path, straight_run: Path, tmp_path: Path
+) -> None:
+    out, argv = killed_run_command(shards, tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pixglot", *argv],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(s >= 10 for s, _ in ckpt.list_checkpoints(out)):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 120 s"
+            time.sleep(0.02)
+        os.kill(process.pid, signal.SIGKILL)
+        process.communicate(timeout=60)
+    finally:
+        kill_group(process.pid)
+    killed_at = ckpt.list_checkpoints(out)[-1][0]
+    assert killed_at < KILLED_RUN["steps"] and not (out / "model.safetensors").exists()
+    resume_to_the_end(argv, out, straight_run)
+
+
+def test_a_kill_inside_a_checkpoint_write_resumes_from_the_one_before(
+    shards: Path, straight_run: Path, tmp_path: Path
+) -> None:
+    out, argv = killed_run_command(shards, tmp_path)
+    # The step-10 checkpoint is half written when the process dies.
+    run_killed_at(argv, "torch:save", "halfway", 2, dict(os.environ))
+    assert [step for step, _ in ckpt.list_checkpoints(out)] == [5]
+    assert ckpt.load(ckpt.list_checkpoints(out)[0][1])["step"] == 5
+    resume_to_the_end(argv, out, straight_run)
 
 
 def test_worker_processes_build_the_same_batches(shards: Path, tmp_path: Path) -> None:
