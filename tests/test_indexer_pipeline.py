@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 import subprocess
 import sys
+import time
+import zlib
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
+from crash_support import kill_group, living_members
 from PIL import Image
 
 import indexer
 import model
 from indexer import Collection, IndexOptions, ModelMismatch, index_paths
-from indexer.samples import SampleExif, write_image, write_images
+from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
 
@@ -365,3 +369,82 @@ def test_one_writer_at_a_time_while_searches_go_on(tiny: str, photos: Path) -> N
             pass
         assert len(other.search("x", k=30)) == 18
         assert not list(writer.folder.glob("index*"))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG header claiming width x height pixels, with no pixel data: a decompression bomb's opening."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def hostile_corpus(folder: Path) -> tuple[set[str], dict[str, str]]:
+    """Good images, odd but readable ones, and entries that must be skipped: (the paths to be
+    indexed, {path of each skipped entry: a word its reason must hold})."""
+    good = {}
+    for seed, name in enumerate(["a.jpg", "b.png", "in-a-folder.jpg/c.jpg", "new\nline.png"]):
+        write_image(folder / name, seed=seed)
+        good[name] = folder / name
+    raw = os.fsencode(folder)
+    not_utf8 = Path(os.fsdecode(raw + b"/caf\xe9.jpg"))
+    write_image(not_utf8, seed=10)
+    sample = sample_image(11, (40, 30))
+    sample.convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(np.asarray(sample.convert("L"), dtype=np.uint16) * 257).save(folder / "grey16.png")
+    frames = [sample, sample_image(12, (40, 30))]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    indexed = {str(p) for p in good.values()} | {str(not_utf8)}
+    indexed |= {str(folder / n) for n in ("cmyk.jpg", "grey16.png", "animated.gif")}
+
+    (folder / "zero.jpg").write_bytes(b"")
+    (folder / "truncated.jpg").write_bytes(good["a.jpg"].read_bytes()[:200])
+    (folder / "bomb.png").write_bytes(png_claiming(40_000, 40_000))
+    os.mkfifo(folder / "pipe.png")
+    (folder / "loop.jpg").symlink_to(folder / "loop.jpg")
+    (folder / "dangling.jpg").symlink_to(folder / "gone.jpg")
+    Path(os.fsdecode(raw + b"/bad\xff.png")).write_bytes(b"text, not an image")
+    skipped = {
+        "zero.jpg": "not a readable image",
+        "truncated.jpg": "image",
+        "bomb.png": "too large",
+        "pipe.png": "not a regular file",
+        "loop.jpg": "symbolic links",
+        "dangling.jpg": "no such file",
+        os.fsdecode(b"bad\xff.png"): "not a readable image",
+    }
+    return indexed, {str(folder / name): word for name, word in skipped.items()}
+
+
+def test_a_hostile_folder_indexes_every_good_image_and_lists_every_skipped_entry(
+    tiny: str, tmp_path: Path, pixglot_home: Path
+) -> None:
+    folder = tmp_path / "hostile"
+    folder.mkdir()
+    indexed, skipped = hostile_corpus(folder)
+    command = [sys.executable, "-m", "pixglot", "index", str(folder), "-c", "c", "-m", tiny, "--quiet"]
+    process = subprocess.Popen(
+        [*command, "--workers", "2"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        _, err = process.communicate(timeout=180)  # a hang fails here
+        assert process.returncode == 0, err
+        deadline = time.monotonic() + 10  # the fork server and workers end just after the run
+        while living_members(process.pid):
+            assert time.monotonic() < deadline, f"the run left processes: {living_members(process.pid)}"
+            time.sleep(0.05)
+    finally:
+        kill_group(process.pid)
+    collection = indexer.open_collection("c")
+    assert {h.path for h in collection.search("x", k=50)} == indexed
+    reasons = {f.path: f.reason for f in collection.failures()}
+    assert set(reasons) == set(skipped)
+    for path, word in skipped.items():
+        assert word in reasons[path], (path, reasons[path])
