@@ -16,6 +16,7 @@ import streamlit as st
 
 from indexer.collection import LOCK_FILE, Collection, list_collections
 from indexer.locking import try_exclusive
+from indexer.searching import warm_up
 from pixglot.errors import PixglotError
 from pixglot.home import default_db_url
 
@@ -77,6 +78,16 @@ def open_handle(db_url: str, name: str, uid: str) -> Handle:
     """The collection, opened once per server process. `uid` is part of the key, so a collection that
     was deleted and created again under the same name is opened afresh."""
     return Handle(Collection.open(name, db_url), threading.Lock())
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def warm(db_url: str, name: str, uid: str, fingerprint: str) -> str:
+    """Load the collection's model, renderer code and FAISS index once per server process and model
+    weights, when the page first shows the collection: its first query then answers like the next.
+    Returns the fingerprint of the model it loaded."""
+    handle = open_handle(db_url, name, uid)
+    with handle.lock:
+        return warm_up(handle.collection).fingerprint
 
 
 @contextmanager

@@ -26,6 +26,7 @@ _EXPORTS = {
     "Hit": "indexer.searching",
     "parse_query": "indexer.searching",
     "search": "indexer.searching",
+    "warm_up": "indexer.searching",
 }
 
 __all__ = [*_EXPORTS, "open_collection"]

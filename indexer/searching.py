@@ -281,6 +281,21 @@ def _hit(row, score: float) -> Hit:  # noqa: ANN001 - collection.ImageRow
     return Hit(row.id, row.path, score, row.metadata())
 
 
+# Scripts, joining, right-to-left runs, an emoji and a line break: a text that takes the renderer's
+# code down every path a query can.
+WARM_UP_TEXT = "Pixglot 猫 قطة на دیوار कुत्ता 🐱 (12) — a line long enough to wrap onto the next one, שלום"
+
+
+def warm_up(collection: Collection):  # noqa: ANN201 - model.Encoder, imported lazily (torch)
+    """Do now what a process's first search would do: load the model, compile the renderer's code (or
+    load it from numba's cache, where a warm-up in an earlier process put it) and load the FAISS
+    index. The first query then answers as fast as the next ones. Returns the encoder."""
+    encoder = collection.encoder()
+    encoder.encode_texts([WARM_UP_TEXT])
+    collection.vector_index()
+    return encoder
+
+
 def search(
     collection: str,
     text: str | None = None,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
 
+from indexer import IndexOptions, index_paths
+from indexer.samples import write_images
 from pixglot.cli import build_parser, main
-from pixglot.cli.ui import streamlit_command
+from pixglot.cli.ui import prepare_first_collection, streamlit_command
+from pixglot.errors import PixglotError
 
 
 def command(*argv: str) -> list[str]:
@@ -46,3 +50,19 @@ def test_host_port_collection_and_database_are_passed_on():
 def test_bad_arguments_fail_before_the_server_starts(argv, message, capsys):
     assert main(["ui", *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_start_up_warms_the_first_collection_and_reports_one_it_cannot(
+    tiny: str, tmp_path: Path, pixglot_home: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_images(tmp_path / "photos", 3)
+    index_paths([tmp_path / "photos"], "c", tiny, options=IndexOptions(progress=False, workers=0))
+    prepare_first_collection(build_parser().parse_args(["ui"]))
+    assert "preparing collection 'c' (model tiny)" in capsys.readouterr().err
+    shutil.rmtree(pixglot_home / "models" / "tiny")
+    # Unnamed, the page still starts: the collection shows its error there.
+    prepare_first_collection(build_parser().parse_args(["ui"]))
+    assert "warning: collection 'c' cannot be searched" in capsys.readouterr().err
+    # Named, it is an error before the server starts.
+    with pytest.raises(PixglotError, match="tiny"):
+        prepare_first_collection(build_parser().parse_args(["ui", "-c", "c"]))

@@ -7,9 +7,13 @@ pages partition the same ranking), not what a trained model would find."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import date, datetime
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +28,7 @@ from pixglot.cli import main
 from pixglot.errors import InputError, PixglotError
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=16)
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -275,3 +280,53 @@ def test_cli_search_outputs(collection: indexer.Collection, capsys: pytest.Captu
     assert ranked[0].split()[0] == "1" and ranked[0].endswith(lines[0])
     assert main(["search", "a cat", "--collection", "nope"]) == 2
     assert "no collection named 'nope'" in capsys.readouterr().err
+
+
+WARM_PROBE = """
+import sys
+import numba
+import indexer
+
+
+def compiled() -> int:
+    # Signatures compiled, or loaded from numba's cache, by this process so far.
+    return sum(
+        len(value.signatures)
+        for name, module in list(sys.modules.items())
+        if name.startswith("rendering")
+        for value in vars(module).values()
+        if isinstance(value, numba.core.registry.CPUDispatcher)
+    )
+
+
+collection = indexer.open_collection("c")
+indexer.warm_up(collection)
+warmed = compiled()
+for query in sys.argv[1:]:
+    collection.search(query, k=3)
+print(warmed, compiled())
+"""
+
+
+def test_after_a_warm_up_no_query_compiles_anything(search_home: Path) -> None:
+    queries = [
+        "猫",
+        "кошка",
+        "قطة على الأريكة في الصباح مع القهوة",
+        "x" * 400,
+        "🐱🐶 שלום 123",
+        "बिल्ली -कुत्ता",
+    ]
+    # The session's numba cache: the probe loads what it holds rather than compiling it again.
+    env = {**os.environ, "PIXGLOT_HOME": str(search_home), "NUMBA_CACHE_DIR": numba.config.CACHE_DIR}
+    done = subprocess.run(
+        [sys.executable, "-c", WARM_PROBE, *queries],
+        cwd=REPO,
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    warmed, after = map(int, done.stdout.split())
+    assert warmed > 0 and after == warmed

@@ -48,8 +48,10 @@ def render(settings: state.Settings) -> None:
     with handle.lock:
         collection.reload()  # another process may have re-indexed it with another model
     try:
-        with handle.lock, st.spinner("Loading the model…"):
-            encoder = collection.encoder()
+        with st.spinner("Loading the model…"):
+            with handle.lock:
+                encoder = collection.encoder()
+            state.warm(settings.db_url, info.name, info.uid, encoder.fingerprint)
     except PixglotError as err:
         st.error(f"Collection **{info.name}** cannot be searched: its model could not be loaded. {err}")
         return

@@ -63,6 +63,29 @@ def streamlit_command(args: argparse.Namespace) -> list[str]:
     return command
 
 
+def prepare_first_collection(args: argparse.Namespace) -> None:
+    """Warm up the collection the page shows first, before serving it. A first start compiles the
+    renderer's code into numba's cache (seconds to a minute), which the server then loads in a moment;
+    without this the page's first query would wait for the compiler. A named collection that cannot
+    be opened or searched is an error now rather than on the page; any other only a warning."""
+    import indexer
+    from pixglot.errors import PixglotError
+
+    if args.collection:
+        collections = [indexer.open_collection(args.collection, args.db)]
+    else:
+        collections = [c for c in indexer.list_collections(args.db) if c.count()][:1]
+    for collection in collections:
+        name = collection.name
+        print(f"pixglot: preparing collection {name!r} (model {collection.model})", file=sys.stderr)
+        try:
+            indexer.warm_up(collection)
+        except PixglotError as err:
+            if args.collection:
+                raise
+            print(f"pixglot: warning: collection {name!r} cannot be searched: {err}", file=sys.stderr)
+
+
 def _is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -75,10 +98,7 @@ def run(args: argparse.Namespace) -> NoReturn:
 
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: must be between 1 and 65535")
-    if args.collection:
-        import indexer
-
-        indexer.open_collection(args.collection, args.db)  # a clear error now rather than on the page
+    prepare_first_collection(args)
     if not _is_loopback(args.host):
         print(
             f"pixglot: serving on {args.host}: anyone who can reach this machine there can search and "
