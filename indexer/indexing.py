@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,9 +15,11 @@ from indexer.collection import Collection, CollectionNotFound, resolve_engine
 from indexer.ingest import ExistingRow, IndexOptions, IndexReport, IngestRun, Job, jobs_for_files
 from indexer.scan import check_roots, scan, under
 from pixglot import db
-from pixglot.errors import InputError
+from pixglot.errors import InputError, PixglotWarning
 
 DEFAULT_MODEL = "demo"
+# The formats cameras and phones write: a folder of them is a folder of photos.
+PHOTO_EXTENSIONS = frozenset({".jpg", ".jpeg"})
 
 
 def model_label(name: str) -> str:
@@ -55,6 +58,12 @@ def index_paths(
         target = None
     name = model or (target.model if target is not None else DEFAULT_MODEL)
     encoder = _load_model(name)
+    if target is None and model is None:
+        warnings.warn(
+            f"no --model given: the new collection {collection!r} uses {name!r}. {encoder.description}",
+            PixglotWarning,
+            stacklevel=2,
+        )
     if target is None:
         try:
             target = Collection.create(
@@ -69,6 +78,7 @@ def index_paths(
         existing = _existing_rows(target)
         entries = list(scan(roots, options.exclude))
         jobs = jobs_for_files(entries, existing, report)
+        _warn_if_photos_are_unknown(name, encoder, jobs)
         run = IngestRun(target, encoder, options, report, "add")
         run.known = {row.content_hash: row.id for row in existing.values()}
         run.run(jobs)
@@ -80,6 +90,21 @@ def index_paths(
         report.timings["index"] = time.perf_counter() - index_start
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _warn_if_photos_are_unknown(name: str, encoder, jobs: Sequence[Job]) -> None:  # noqa: ANN001 - model.Encoder
+    """A model that says what it knows, and photos are not among it, finds nonsense in photos."""
+    if not encoder.knows or "photos" in encoder.knows:
+        return
+    photos = sum(os.path.splitext(job.path)[1].lower() in PHOTO_EXTENSIONS for job in jobs)
+    if photos:
+        warnings.warn(
+            f"model {name!r} knows {' and '.join(encoder.knows)}, not photos, and {photos} of the "
+            f"{len(jobs)} files to index are JPEG photos: searching them with it gives confident "
+            "nonsense. Index photos with a model that knows them (`pixglot models list`)",
+            PixglotWarning,
+            stacklevel=3,
+        )
 
 
 def _existing_rows(collection: Collection) -> dict[str, ExistingRow]:
@@ -149,6 +174,7 @@ def reindex(
         report.scanned = len(rows)
         jobs = [Job(path, row) for path, row in rows.items() if row.id not in done]
         report.unchanged = len(rows) - len(jobs)
+        _warn_if_photos_are_unknown(model, encoder, jobs)
         run = IngestRun(target, encoder, options, report, "reencode")
         run.known = {digest: image_id for image_id, digest in done.items()}
         run.run(jobs)

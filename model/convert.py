@@ -14,6 +14,7 @@ import hashlib
 import math
 import re
 import zipfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -320,13 +321,17 @@ def convert(
     name: str | None = None,
     overwrite: bool = False,
     provenance: dict | None = None,
+    knows: Sequence[str] = (),
 ) -> Path:
-    """Convert a big_vision .npz into the model directory `out`; returns `out`."""
+    """Convert a big_vision .npz into the model directory `out`; returns `out`. `knows`: the kinds of
+    pictures the checkpoint learnt, e.g. ("photos",), which the indexer compares with a folder's."""
     out = Path(out)
     if (out / "config.json").exists() and not overwrite:
         raise InputError(f"{out} already holds a model; choose another directory or overwrite it")
     net, config = load_checkpoint(path)
     config["name"] = name or out.name
     config["provenance"].update(provenance or {})
+    if knows:
+        config["knows"] = list(knows)
     save(Encoder(net, config), out)
     return out

@@ -93,6 +93,11 @@ def complete_config(config: dict) -> dict:
         )
     cfg["renderer"] = renderer
     cfg["text_trim"] = bool(cfg.get("text_trim", False))
+    knows = cfg.get("knows", [])
+    if not isinstance(knows, list) or not all(isinstance(kind, str) and kind for kind in knows):
+        raise InputError(
+            f'"knows" lists the kinds of pictures the model learnt, e.g. ["photos"]; got {knows!r}'
+        )
     cfg.setdefault("format_version", FORMAT_VERSION)
     cfg.setdefault("provenance", {})
     return cfg
@@ -166,6 +171,16 @@ class Encoder:
     @property
     def image_size(self) -> int:
         return self.net.config.image_size
+
+    @property
+    def description(self) -> str:
+        return self.config.get("description", "")
+
+    @property
+    def knows(self) -> tuple[str, ...]:
+        """The kinds of pictures the model learnt (e.g. "photos", "emoji"); empty when its config does
+        not say."""
+        return tuple(self.config.get("knows", ()))
 
     @property
     def renderer(self) -> rendering.Renderer:

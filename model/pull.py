@@ -33,8 +33,12 @@ class DownloadError(PixglotError):
     """A download that failed or does not match its checksum."""
 
 
+class UnreachableError(DownloadError):
+    """The server could not be reached at all (no network, a wrong host, a refused connection)."""
+
+
 def official_checkpoints() -> dict[str, dict]:
-    """name -> {"description", "sha256"} of the checkpoints `pull` knows."""
+    """name -> {"description", "knows", "sha256"} of the checkpoints `pull` knows."""
     return json.loads(_REGISTRY_FILE.read_text())["checkpoints"]
 
 
@@ -94,7 +98,7 @@ def _open(url: str, offset: int) -> http.client.HTTPResponse:
         raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
     except (urllib.error.URLError, OSError) as err:
         reason = getattr(err, "reason", err)
-        raise DownloadError(f"{url}: cannot download ({reason})") from None
+        raise UnreachableError(f"{url}: cannot reach the server ({reason})") from None
 
 
 def _expected_total(response: http.client.HTTPResponse, offset: int) -> int | None:
@@ -157,11 +161,18 @@ def pull(
     if npz.exists() and expected and sha256_file(npz) != expected.lower():
         npz.unlink()
     if not npz.exists():
-        download(url, npz, expected, progress)
+        try:
+            download(url, npz, expected, progress)
+        except UnreachableError as err:
+            knows = "".join(f" --knows {kind}" for kind in known[name]["knows"])
+            raise UnreachableError(
+                f"{err}. Without a network: copy {name}.npz here from a machine that has one, then "
+                f"`pixglot models convert {name}.npz --name {name}{knows} --out {out}` installs it"
+            ) from None
     provenance = {"url": url, "checkpoint": name, "sha256_verified": bool(expected)}
     staging = home.models_dir() / f".{name}.converting"
     shutil.rmtree(staging, ignore_errors=True)
-    convert(npz, staging, name=name, provenance=provenance)
+    convert(npz, staging, name=name, provenance=provenance, knows=known[name]["knows"])
     shutil.rmtree(out, ignore_errors=True)
     os.replace(staging, out)
     if not keep_download:

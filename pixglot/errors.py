@@ -16,3 +16,7 @@ class FileFormatError(PixglotError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{path}: {reason}")
+
+
+class PixglotWarning(UserWarning):
+    """Something works, but its results may not be what the user expects (the CLI prints one line)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 from datetime import UTC, datetime
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from app_support import N_IMAGES, build_library
+from app_support import N_IMAGES, build_library, make_images
+from caption_support import write_dataset
 from PIL import Image
 from sqlalchemy import text
 from streamlit.testing.v1 import AppTest
@@ -183,6 +185,32 @@ def test_missing_model_is_a_clear_state(tmp_path, pixglot_home):
     assert not at.exception
     with pytest.raises(KeyError):
         at.text_input(key="text")
+
+
+def test_dataset_pictures_show_their_names_and_the_model_says_what_it_knows(tmp_path, pixglot_home):
+    captions = [
+        {"image/key": "u1f431", "en": {"caption": ["cat face"]}, "ru": {"caption": ["морда кошки", "кошка"]}},
+        {"image/key": "u1f436", "en": {"caption": ["dog face"]}, "ru": {"caption": ["морда собаки"]}},
+        {"image/key": "u1f98a", "en": {"caption": ["fox"]}},
+    ]
+    lines = [json.dumps(record, ensure_ascii=False) for record in captions]
+    root = write_dataset(tmp_path / "emoji", lines, ["u1f431.png", "u1f436.png", "u1f98a.png"])
+    make_images(tmp_path / "mine", 1)
+    encoder = model.create("tiny-test")
+    model.save(encoder, models_dir() / "tiny")
+    options = indexer.IndexOptions(workers=0, progress=False)
+    indexer.index_paths([root / "images", tmp_path / "mine"], "emoji", "tiny", options=options)
+    at = page()
+    assert encoder.description in [c.value for c in at.sidebar.caption]
+    search(at, "кошка")
+    assert sorted(result_names(at)) == ["cat face", "dog face", "fox", "img00.png"]
+    in_russian = [m.value for m in at.get_by_key("results").markdown if '">ru: <bdi' in m.value]
+    assert sorted(line.split('dir="auto">')[1].split("</bdi>")[0] for line in in_russian) == [
+        "морда кошки",
+        "морда собаки",
+    ]
+    search(at, "fox")  # English: the names already shown
+    assert not [m for m in at.get_by_key("results").markdown if "<bdi" in m.value and '">ru: ' in m.value]
 
 
 def _metrics(seed: int, languages: tuple[str, ...]) -> dict:

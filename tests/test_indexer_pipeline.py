@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import time
+import warnings
 import zlib
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ from indexer import Collection, IndexOptions, ModelMismatch, index_paths
 from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
+from pixglot.errors import PixglotWarning
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 REPO = Path(__file__).resolve().parent.parent
@@ -227,6 +229,53 @@ def test_reindex_drops_images_whose_files_are_gone(tiny: str, photos: Path, pixg
     report = indexer.reindex("c", "other", options=FAST)
     assert report.pruned == 1 and report.failed == 1
     assert indexer.open_collection("c").count() == 17
+
+
+def pixglot_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
+    return [str(w.message) for w in caught if issubclass(w.category, PixglotWarning)]
+
+
+def test_without_a_model_the_new_collection_says_which_it_uses_and_what_it_knows(photos: Path) -> None:
+    jpegs = len([*photos.rglob("*.jpg"), *photos.rglob("*.jpeg")])
+    assert 0 < jpegs < 18
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert index_paths([photos], "c", options=FAST).added == 18
+    said = pixglot_warnings(caught)
+    assert len(said) == 2
+    assert said[0].startswith("no --model given: the new collection 'c' uses 'demo'. Pixglot's demo model")
+    assert said[0].endswith("It knows emoji, not photos.")
+    assert said[1].startswith(f"model 'demo' knows emoji, not photos, and {jpegs} of the 18 files to index")
+    assert indexer.open_collection("c").model == "demo"
+    # A rerun names no model either, but the collection has one, and no new photo comes with it.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index_paths([photos], "c", options=FAST)
+    assert pixglot_warnings(caught) == []
+    write_image(photos / "new.jpeg", seed=7)
+    with pytest.warns(PixglotWarning, match="knows emoji, not photos, and 1 of the 1 files"):
+        index_paths([photos], "c", options=FAST)
+
+
+@pytest.mark.parametrize("knows", [["photos"], []])
+def test_a_model_that_knows_photos_or_does_not_say_gets_no_warning(
+    knows: list[str], photos: Path, pixglot_home: Path, tiny_encoder: model.Encoder
+) -> None:
+    model.save(
+        model.Encoder(tiny_encoder.net, {**tiny_encoder.config, "knows": knows}),
+        pixglot_home / "models" / "m",
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        index_paths([photos], "c", "m", options=FAST)
+    assert pixglot_warnings(caught) == []
+
+
+def test_the_cli_prints_each_warning_as_one_line(photos: Path, capsys: pytest.CaptureFixture) -> None:
+    assert indexer_cli(["index", str(photos), "-c", "c", "-q", "--workers", "0"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[:2] for line in lines] == [["pixglot", " warning"]] * 2
+    assert "uses 'demo'" in lines[0] and "not photos" in lines[1]
 
 
 def test_rebuild_from_shards_gives_the_same_results(tiny: str, photos: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import re
+import socket
 import threading
 from pathlib import Path
 
@@ -233,14 +234,15 @@ def test_cli_convert_end_to_end(tmp_path, capsys):
     out = tmp_path / "my-model"
     assert main(["models", "convert", str(npz), "--out", str(out), "--name", "mine"]) == 0
     encoder = model.load(out)
-    assert encoder.name == "mine"
+    assert encoder.name == "mine" and encoder.knows == ()
     x = random_pixels(2, seed=7)
     np.testing.assert_allclose(encoder.embed_pixels(x), reference_forward(params, x), atol=2e-5)
 
     # An existing model is not overwritten without --force.
     assert main(["models", "convert", str(npz), "--out", str(out)]) == 2
     assert "already holds a model" in capsys.readouterr().err
-    assert main(["models", "convert", str(npz), "--out", str(out), "--force"]) == 0
+    assert main(["models", "convert", str(npz), "--out", str(out), "--force", "--knows", "photos"]) == 0
+    assert model.load(out).knows == ("photos",)
 
     assert main(["models", "info", str(out)]) == 0
     assert encoder.fingerprint in capsys.readouterr().out
@@ -323,6 +325,7 @@ def test_pull_resumes_a_partial_download_and_installs(pixglot_home, npz_bytes, m
     assert encoder.config["provenance"]["sha256"] == sha
     assert encoder.config["provenance"]["sha256_verified"] is True
     assert encoder.config["provenance"]["url"] == f"{server.url}/{NAME}.npz"
+    assert encoder.knows == ("photos",)
     assert not partial.exists() and not partial.with_suffix("").exists()  # download removed after install
     x = random_pixels(1)
     np.testing.assert_allclose(encoder.embed_pixels(x), reference_forward(flax_params(seed=9), x), atol=2e-5)
@@ -365,3 +368,17 @@ def test_download_of_a_complete_part_file_and_http_errors(tmp_path, npz_bytes):
 def test_pull_unknown_name(pixglot_home):
     with pytest.raises(InputError, match="unknown checkpoint.*clippo_b16_100c4"):
         pull("clippo_b99", progress=False)
+
+
+def test_pull_without_a_network_names_the_offline_route(pixglot_home, monkeypatch, capsys):
+    # A port nothing listens on: the connection is refused, as it is on a machine without a network.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(BASE_URL_ENV, f"http://127.0.0.1:{port}")
+    assert main(["models", "pull", NAME, "--quiet"]) == 2
+    error = capsys.readouterr().err
+    out = pixglot_home / "models" / NAME
+    assert "cannot reach the server" in error
+    assert f"`pixglot models convert {NAME}.npz --name {NAME} --knows photos --out {out}`" in error
+    assert not out.exists()

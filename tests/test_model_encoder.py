@@ -190,6 +190,10 @@ def test_create_checks_its_config():
         model.create({**config, "renderer": {**config["renderer"], "patch_size": 8}})
     with pytest.raises(InputError, match="unknown architecture keys"):
         model.create({**config, "architecture": {**config["architecture"], "wdth": 3}})
+    for knows in ("photos", ["photos", ""], [3]):
+        with pytest.raises(InputError, match=r'"knows" lists the kinds of pictures'):
+            model.create({**config, "knows": knows})
+    assert model.create({**config, "knows": ["photos"]}).knows == ("photos",)
 
 
 def test_shipped_configs_build(tiny):

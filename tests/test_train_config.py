@@ -53,6 +53,7 @@ def test_defaults_are_filled_in_and_paths_made_absolute(tmp_path: Path) -> None:
         ("data.eval_seen_images", -5, "data.eval_seen_images: expected an integer >= 0"),
         ("model.architecture", 5, "model.architecture: expected a table"),
         ("data.languages", [""], "data.languages: expected a list of non-empty strings"),
+        ("knows", ["photos", 3], "knows: expected a list of non-empty strings"),
         ("optimizer.lrr", 0.1, "unknown training config key(s) optimizer.lrr"),
         ("colour", "red", "unknown training config key(s) colour"),
     ],
@@ -125,6 +126,10 @@ def test_shipped_configs_resolve(path: Path) -> None:
     if not config["model"]["init_from"]:  # the others need a downloaded model
         net, model_config = build_model(config, "check")
         assert model_config["renderer"]["image_size"] == net.config.image_size
+        # What the model knows comes from its recipe, never from the base config it starts from.
+        assert model_config.get("knows", []) == config["knows"]
+    if path.parent.name != "configs":
+        assert config["knows"] == ["emoji"]
 
 
 def test_empty_training_data_is_named() -> None:

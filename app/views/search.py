@@ -10,9 +10,10 @@ import streamlit as st
 
 from app import query, state, thumbnails
 from app.query import ImageQuery, SearchRequest
+from data.picture_names import Names, names_of, query_language
 from indexer.collection import Collection
 from indexer.scan import IMAGE_EXTENSIONS
-from indexer.searching import Hit
+from indexer.searching import Hit, parse_query
 from pixglot.errors import InputError, PixglotError
 from pixglot.paths import printable
 
@@ -58,6 +59,9 @@ def render(settings: state.Settings) -> None:
     st.sidebar.caption(
         f"Model **{encoder.name}** · {encoder.dim}-d vectors · weights {encoder.fingerprint[:12]}"
     )
+    if encoder.description:
+        # What the model knows ("emoji, not photos") is what to expect of its results.
+        st.sidebar.caption(encoder.description)
     request = _query_inputs(collection, encoder)
     if request.empty:
         st.caption("Type a query or choose an image to search with.")
@@ -201,15 +205,21 @@ def _results(handle: state.Handle, request: SearchRequest, count: int) -> tuple[
 
 def _grid(collection: Collection, request: SearchRequest, hits: list[Hit]) -> None:
     paths = thumbnails.thumbnails(collection, hits)
+    names = [names_of(hit.path) for hit in hits]
+    try:
+        language = query_language(parse_query(request.text).text, names)
+    except InputError:
+        language = None  # a query that does not parse has no results to name either
     with st.container(key="results"):
         st.markdown(
             _bidi_caption(_describe(request), prefix=f"{len(hits)} best matches for "), unsafe_allow_html=True
         )
         for start in range(0, len(hits), COLUMNS):
             columns = st.columns(COLUMNS)
-            for column, hit, path in zip(columns, hits[start : start + COLUMNS], paths[start:], strict=False):
+            row = zip(hits[start : start + COLUMNS], paths[start:], names[start:], strict=False)
+            for column, (hit, path, hit_names) in zip(columns, row, strict=False):
                 with column:
-                    _card(collection, hit, path)
+                    _card(collection, hit, path, hit_names, language)
 
 
 def _describe(request: SearchRequest) -> str:
@@ -219,12 +229,21 @@ def _describe(request: SearchRequest) -> str:
     return f"{words} + image {request.image.label}" if words else f"image {request.image.label}"
 
 
-def _card(collection: Collection, hit: Hit, thumb) -> None:  # noqa: ANN001 - Path | None
+def _card(
+    collection: Collection,
+    hit: Hit,
+    thumb,  # noqa: ANN001 - Path | None
+    names: Names,
+    language: str | None,
+) -> None:
     if thumb is not None:
         st.image(str(thumb), width="stretch")
     else:
         st.markdown('<div class="pg-missing">image unavailable</div>', unsafe_allow_html=True)
-    st.markdown(_bidi_caption(_file_name(hit), prefix=f"<b>{hit.score:.3f}</b> · "), unsafe_allow_html=True)
+    english = names.get("en", (_file_name(hit),))[0]
+    st.markdown(_bidi_caption(english, prefix=f"<b>{hit.score:.3f}</b> · "), unsafe_allow_html=True)
+    if language not in (None, "en") and language in names:
+        st.markdown(_bidi_caption(names[language][0], prefix=f"{language}: "), unsafe_allow_html=True)
     with st.container(horizontal=True, gap="small"):
         st.button(
             "Details",

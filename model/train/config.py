@@ -12,6 +12,8 @@ Schema (section.key = default: meaning):
     steps                         optimizer steps (required)
     name = ""                     model name in config.json (default: the output directory's name)
     description = ""
+    knows = []                    kinds of pictures the data shows, e.g. ["photos"] or ["emoji"]:
+                                  the indexer warns when a folder holds other kinds
     out = ""                      output directory (the CLI's --out overrides)
 
     [model]                       the network: a shipped config, a model directory, or inline
@@ -204,6 +206,7 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
     "steps": Key(REQUIRED, _integer(1)),
     "name": Key("", _string),
     "description": Key("", _string),
+    "knows": Key([], _strings),
     "out": Key("", _string),
     "model": {
         "base": Key("", _string),

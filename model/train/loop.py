@@ -89,6 +89,10 @@ def _merge_renderer(base: dict, override: dict) -> dict:
     return merged
 
 
+# What a base config says about the base itself, not about a model trained from it.
+_OF_THE_BASE = ("format_version", "name", "description", "knows", "provenance")
+
+
 def build_model(config: dict, name: str) -> tuple[ViT, dict]:
     """The network to train and its model config (architecture, preprocessing, renderer, ...)."""
     m = config["model"]
@@ -114,8 +118,7 @@ def build_model(config: dict, name: str) -> tuple[ViT, dict]:
         net = None
         provenance = {"init": "random", "seed": config["seed"], **({"base": m["base"]} if m["base"] else {})}
     model_config = {
-        # The base's name, description and provenance describe the base, not the trained model.
-        **{k: v for k, v in base.items() if k not in ("format_version", "name", "description", "provenance")},
+        **{k: v for k, v in base.items() if k not in _OF_THE_BASE},
         "name": name,
         "architecture": {**base.get("architecture", {}), **m["architecture"]},
         "renderer": _merge_renderer(base.get("renderer", {}), m["renderer"]),
@@ -124,6 +127,8 @@ def build_model(config: dict, name: str) -> tuple[ViT, dict]:
     }
     if config["description"]:
         model_config["description"] = config["description"]
+    if config["knows"]:
+        model_config["knows"] = config["knows"]
     try:
         model_config = complete_config(model_config)
     except InputError as err:

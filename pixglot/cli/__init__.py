@@ -11,10 +11,11 @@ import argparse
 import importlib
 import pkgutil
 import sys
+import warnings
 from collections.abc import Sequence
 
 from pixglot import __version__
-from pixglot.errors import PixglotError
+from pixglot.errors import PixglotError, PixglotWarning
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,10 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    """Pixglot's own warnings as one line each, like its errors; others as Python shows them."""
+    if issubclass(category, PixglotWarning):
+        print(f"pixglot: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", PixglotWarning)
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except PixglotError as err:
         # Errors we expect (bad input, missing files) get one clear line, not a stack trace.
         print(f"pixglot: error: {err}", file=sys.stderr)

@@ -36,6 +36,14 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     p.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     p.add_argument("--name", help="model name stored in its config (default: the directory's name)")
     p.add_argument("--force", action="store_true", help="replace a model already in DIR")
+    p.add_argument(
+        "--knows",
+        action="append",
+        default=[],
+        metavar="KIND",
+        help="a kind of picture the checkpoint learnt, e.g. photos (repeatable); the indexer warns "
+        "when a folder holds other kinds",
+    )
     p.set_defaults(func=_convert)
 
     p = actions.add_parser("info", help="a model's config, dimension and weights fingerprint")
@@ -90,7 +98,7 @@ def _pull(args: argparse.Namespace) -> int:
 def _convert(args: argparse.Namespace) -> int:
     from model.convert import convert
 
-    out = convert(args.npz, args.out, name=args.name, overwrite=args.force)
+    out = convert(args.npz, args.out, name=args.name, overwrite=args.force, knows=args.knows)
     print(f"{args.npz}: converted into {out}")
     return 0
 
