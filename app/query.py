@@ -3,7 +3,6 @@ the benchmark share these functions."""
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -102,21 +101,16 @@ def _image_argument(collection: Collection, image: ImageQuery | None):  # noqa: 
     return path
 
 
-def run_search(
-    collection: Collection, request: SearchRequest, offset: int, k: int, lock: threading.Lock | None = None
-) -> list[Hit]:
-    """Hits offset..offset+k for `request`. `lock` serialises searches that share `collection` (its
-    model and FAISS index are loaded once per process and shared by every browser session)."""
-    lock = lock or threading.Lock()
-    with lock:
-        return collection.search(
-            request.text.strip() or None,
-            _image_argument(collection, request.image),
-            k=k,
-            offset=offset,
-            filters=request.filters(),
-            image_weight=request.image_weight,
-        )
+def run_search(collection: Collection, request: SearchRequest, offset: int, k: int) -> list[Hit]:
+    """Hits offset..offset+k for `request` (searches of one shared collection take turns on its lock)."""
+    return collection.search(
+        request.text.strip() or None,
+        _image_argument(collection, request.image),
+        k=k,
+        offset=offset,
+        filters=request.filters(),
+        image_weight=request.image_weight,
+    )
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,6 @@ import argparse
 import logging
 import os
 import sys
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,17 +66,12 @@ def collection_infos(db_url: str) -> list[CollectionInfo]:
     ]
 
 
-@dataclass
-class Handle:
-    collection: Collection
-    lock: threading.Lock  # one search at a time per collection: its model and index are shared
-
-
 @st.cache_resource(show_spinner=False, max_entries=16)
-def open_handle(db_url: str, name: str, uid: str) -> Handle:
-    """The collection, opened once per server process. `uid` is part of the key, so a collection that
-    was deleted and created again under the same name is opened afresh."""
-    return Handle(Collection.open(name, db_url), threading.Lock())
+def open_collection(db_url: str, name: str, uid: str) -> Collection:
+    """The collection, opened once per server process and shared by every browser session (its
+    lock serialises them). `uid` is part of the key, so a collection that was deleted and created
+    again under the same name is opened afresh."""
+    return Collection.open(name, db_url)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -85,9 +79,9 @@ def warm(db_url: str, name: str, uid: str, fingerprint: str) -> str:
     """Load the collection's model, renderer code and FAISS index once per server process and model
     weights, when the page first shows the collection: its first query then answers like the next.
     Returns the fingerprint of the model it loaded."""
-    handle = open_handle(db_url, name, uid)
-    with handle.lock:
-        return warm_up(handle.collection).fingerprint
+    collection = open_collection(db_url, name, uid)
+    with collection.lock:
+        return warm_up(collection).fingerprint
 
 
 @contextmanager

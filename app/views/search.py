@@ -44,14 +44,12 @@ def render(settings: state.Settings) -> None:
         return
     if info.busy:
         st.info("An indexing run is updating this collection; results cover the images indexed so far.")
-    handle = state.open_handle(settings.db_url, info.name, info.uid)
-    collection = handle.collection
-    with handle.lock:
+    collection = state.open_collection(settings.db_url, info.name, info.uid)
+    with collection.lock:
         collection.reload()  # another process may have re-indexed it with another model
     try:
         with st.spinner("Loading the model…"):
-            with handle.lock:
-                encoder = collection.encoder()
+            encoder = collection.encoder()
             state.warm(settings.db_url, info.name, info.uid, encoder.fingerprint)
     except PixglotError as err:
         st.error(f"Collection **{info.name}** cannot be searched: its model could not be loaded. {err}")
@@ -66,7 +64,7 @@ def render(settings: state.Settings) -> None:
     if request.empty:
         st.caption("Type a query or choose an image to search with.")
         return
-    hits, done = _results(handle, request, info.count)
+    hits, done = _results(collection, request, info.count)
     if not hits:
         st.info("No images match this query and these filters. Try other words or widen the filters.")
         return
@@ -184,7 +182,7 @@ def _model_views(encoder, text: str) -> None:  # noqa: ANN001 - model.Encoder
 
 
 # ----- results -----
-def _results(handle: state.Handle, request: SearchRequest, count: int) -> tuple[list[Hit], bool]:
+def _results(collection: Collection, request: SearchRequest, count: int) -> tuple[list[Hit], bool]:
     """The hits of the pages asked for so far; fetched page by page and kept while the query stands."""
     signature = (request.signature(), count)
     saved = st.session_state.get("results")
@@ -196,7 +194,7 @@ def _results(handle: state.Handle, request: SearchRequest, count: int) -> tuple[
     missing = wanted - len(saved["hits"])
     if not saved["done"] and missing > 0:
         with st.spinner("Searching…"):
-            new = query.run_search(handle.collection, request, len(saved["hits"]), missing, handle.lock)
+            new = query.run_search(collection, request, len(saved["hits"]), missing)
         saved["hits"] = saved["hits"] + new
         saved["done"] = len(new) < missing or len(saved["hits"]) >= count
     st.session_state.results = saved

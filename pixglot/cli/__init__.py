@@ -18,6 +18,13 @@ from pixglot import __version__
 from pixglot.errors import PixglotError, PixglotWarning
 
 
+def add_database_option(parser: argparse.ArgumentParser) -> None:
+    """`--db URL`, the same for every command that reads or writes the database."""
+    parser.add_argument(
+        "--db", metavar="URL", help="SQLAlchemy database URL (default: SQLite in PIXGLOT_HOME)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pixglot", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"pixglot {__version__}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from data.metrics import CAPTION_PROTOCOLS, PROTOCOLS
+from pixglot.cli import add_database_option
 from pixglot.errors import FileFormatError
 
 
@@ -56,7 +57,7 @@ def _add_benchmark(
     p.add_argument(
         "--quantize", choices=("int8",), help="int8 dynamic quantisation of the Linear layers (CPU)"
     )
-    p.add_argument("--db", metavar="URL", help="database URL (default: SQLite in PIXGLOT_HOME)")
+    add_database_option(p)
     p.add_argument("--no-record", action="store_true", help="do not store the run in the database")
     p.set_defaults(func=_run_benchmark, default_dir=default_dir)
 
@@ -85,12 +86,12 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
     p = sub.add_parser("compare", help="two runs side by side, with per-language changes")
     p.add_argument("runs", type=int, nargs=2, metavar="RUN")
-    p.add_argument("--db", metavar="URL")
+    add_database_option(p)
     p.set_defaults(func=_run_compare)
 
     p = sub.add_parser("list", help="the stored evaluation runs")
     p.add_argument("--dataset", help="only runs on this dataset")
-    p.add_argument("--db", metavar="URL")
+    add_database_option(p)
     p.set_defaults(func=_run_list)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pixglot.cli import add_database_option
+
 ACTIONS = ("rebuild", "reindex", "list", "drop")
 
 USAGE_EPILOG = """
@@ -30,9 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="folders or image files (or an action)")
     parser.add_argument("-c", "--collection", help="collection name (letters, digits, . _ -)")
     parser.add_argument("-m", "--model", help="model name or directory (a new collection: default 'demo')")
-    parser.add_argument(
-        "--db", metavar="URL", help="SQLAlchemy database URL (default: SQLite in PIXGLOT_HOME)"
-    )
+    add_database_option(parser)
     parser.add_argument(
         "--exclude",
         action="append",

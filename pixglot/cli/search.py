@@ -6,6 +6,7 @@ import argparse
 import json
 from datetime import date, datetime
 
+from pixglot.cli import add_database_option
 from pixglot.paths import printable, write_paths
 
 
@@ -38,9 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--to", dest="date_to", metavar="DATE", help="taken on or before DATE (YYYY-MM-DD)")
     parser.add_argument("--camera", metavar="TEXT", help="only images from a camera whose name contains TEXT")
     parser.add_argument("-m", "--model", help="model to query with (must be the collection's)")
-    parser.add_argument(
-        "--db", metavar="URL", help="SQLAlchemy database URL (default: SQLite in PIXGLOT_HOME)"
-    )
+    add_database_option(parser)
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="hits as JSON, with their metadata")
     output.add_argument("-f", "--files", action="store_true", help="paths only, one per line (for piping)")

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from pixglot.cli import add_database_option
+
 DEFAULT_PORT = 8501
 LOCALHOST = "127.0.0.1"
 
@@ -27,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=LOCALHOST,
         help="address to listen on (default 127.0.0.1; 0.0.0.0 serves every network this machine is on)",
     )
-    parser.add_argument(
-        "--db", metavar="URL", help="SQLAlchemy database URL (default: SQLite in PIXGLOT_HOME)"
-    )
+    add_database_option(parser)
     parser.set_defaults(func=run)
 
 
