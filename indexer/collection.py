@@ -680,12 +680,20 @@ def _members(ids: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
 
 
 def _read_owner(folder: Path) -> str | None:
+    """The uid of the collection whose vectors `folder` holds; None when it holds none yet."""
+    path = folder / OWNER_FILE
     try:
-        return json.loads((folder / OWNER_FILE).read_text()).get("uid")
+        owner = json.loads(path.read_text()).get("uid")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
-        return None
+    except (OSError, ValueError, AttributeError) as err:
+        # Read as "no owner", the folder would be claimed and another collection's vectors mixed in.
+        raise FileFormatError(
+            path, f"unreadable ({err}); it says which collection owns {folder}: mend or remove it"
+        ) from None
+    if not isinstance(owner, str):
+        raise FileFormatError(path, f"no collection uid in it; it says which collection owns {folder}")
+    return owner
 
 
 def _shard_values(collection_id: int, fingerprint: str, name: str, ids: np.ndarray) -> dict:

@@ -1,7 +1,8 @@
 """Reading image files in worker processes: content hash, header metadata, pixels for the model.
 
 This module is what indexing workers import, so it stays light: Pillow and numpy, no torch, no
-database. Every function returns a result or a one-line reason; none raises on a bad file.
+database. Every function returns a result or a one-line reason; none raises on a bad file (and a
+bug in Pixglot, which no bad file explains, raises).
 
 Pillow's decompression-bomb guard stays on: a file over twice `Image.MAX_IMAGE_PIXELS` is refused.
 """
@@ -15,12 +16,12 @@ import time
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
-from stat import S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISREG
+from stat import S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISREG
 
 from PIL import Image, UnidentifiedImageError
 
 from indexer.exif import ImageMetadata, read_metadata
-from pixglot.pictures import orientation, to_rgb, upright
+from pixglot.pictures import DECODE_ERRORS, orientation, to_rgb, upright
 
 HASH_CHUNK = 1 << 20
 # A file this large is not a photo we can index on a laptop-class machine; refuse it by size
@@ -77,6 +78,7 @@ def _read(path: str, max_bytes: int) -> tuple[bytes, os.stat_result]:
 
 
 _KINDS = {
+    S_IFDIR: "a folder",
     S_IFIFO: "a named pipe",
     S_IFSOCK: "a socket",
     S_IFCHR: "a character device",
@@ -84,11 +86,11 @@ _KINDS = {
 }
 
 
-class _TooLarge(Exception):
+class _TooLarge(OSError):
     pass
 
 
-class _NotRegular(Exception):
+class _NotRegular(OSError):
     pass
 
 
@@ -126,7 +128,7 @@ def inspect_file(path: str, max_bytes: int = MAX_FILE_BYTES) -> Inspection | Fai
             meta = _safe_metadata(img)
             if meta.orientation in (5, 6, 7, 8):
                 width, height = height, width
-    except Exception as err:  # a bad file is reported, never fatal
+    except DECODE_ERRORS as err:  # a bad file is reported, never fatal
         return Failure(path, failure_reason(err), size, mtime_ns, time.perf_counter() - start)
     return Inspection(
         path,
@@ -187,6 +189,6 @@ def decode_file(path: str, image_size: int, max_bytes: int = MAX_FILE_BYTES) -> 
     start = time.perf_counter()
     try:
         image = load_for_model(path, image_size, max_bytes)
-    except Exception as err:  # a bad file is reported, never fatal
+    except DECODE_ERRORS as err:  # a bad file is reported, never fatal
         return Failure(path, failure_reason(err), seconds=time.perf_counter() - start)
     return Decoded(path, image, time.perf_counter() - start)

@@ -53,8 +53,8 @@ def scan(roots: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[FileEntr
 
     Hidden files and folders (a name starting with ".") and names or relative paths matching an
     `exclude` glob are skipped. Folder symlinks are not followed, so a link cycle cannot loop. Every
-    other entry with an image name is listed, pipes, devices and broken links included: reading it
-    is what finds out, and reports, that it is not an image.
+    other entry with an image name is listed, pipes, devices and broken links included, and so is a
+    folder that cannot be listed: reading it is what finds out, and reports, what is wrong.
     """
     seen: set[str] = set()
     for root in roots:
@@ -74,7 +74,12 @@ def scan(roots: Sequence[str], exclude: Sequence[str] = ()) -> Iterator[FileEntr
 
 
 def _walk(root: str, exclude: Sequence[str]) -> Iterator[str]:
-    for folder, dirs, files in os.walk(root):
+    # A folder that cannot be listed is yielded like a file: the run tries to read it and reports
+    # why it could not (permission denied, a name too long), instead of it vanishing unnoticed.
+    unlisted: list[str] = []
+    for folder, dirs, files in os.walk(root, onerror=lambda err: unlisted.append(err.filename)):
+        yield from unlisted
+        unlisted.clear()
         rel_folder = os.path.relpath(folder, root)
         rel_folder = "" if rel_folder == "." else rel_folder + os.sep
         dirs[:] = sorted(
@@ -87,6 +92,7 @@ def _walk(root: str, exclude: Sequence[str]) -> Iterator[str]:
             if _excluded(relative, name, exclude):
                 continue
             yield os.path.join(folder, name)
+    yield from unlisted
 
 
 def under(path: str, root: str) -> bool:

@@ -33,6 +33,7 @@ from indexer.scan import normalise_path
 from pixglot import db
 from pixglot.errors import FileFormatError, InputError
 from pixglot.paths import printable, to_stored
+from pixglot.pictures import DECODE_ERRORS
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 DEFAULT_IMAGE_WEIGHT = 0.5
@@ -156,7 +157,7 @@ def query_vector(
 def _query_image(image: ImageQuery, image_size: int) -> Image.Image:
     try:
         return load_for_model(image, image_size)
-    except Exception as err:  # any decoder error becomes one line naming the image
+    except DECODE_ERRORS as err:  # a file Pillow cannot read becomes one line naming it
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"<{type(image).__name__}>"
         raise FileFormatError(name, failure_reason(err)) from None
 

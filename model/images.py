@@ -9,7 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from pixglot.errors import FileFormatError
-from pixglot.pictures import orientation, to_rgb, upright
+from pixglot.pictures import DECODE_ERRORS, orientation, to_rgb, upright
 
 ImageSource = str | Path | bytes | Image.Image
 
@@ -51,9 +51,7 @@ def open_image(src: ImageSource) -> Image.Image:
         raise BadImageError(name, f"too large to decode safely ({err})") from None
     except Image.UnidentifiedImageError:
         raise BadImageError(name, "not an image file Pillow can identify") from None
-    except BadImageError:
-        raise
-    except Exception as err:  # decoders raise many types (OSError, SyntaxError, ValueError, struct.error...)
+    except DECODE_ERRORS as err:
         reason = str(err) or type(err).__name__
         if "truncated" in reason:
             reason = f"truncated or damaged file ({reason})"

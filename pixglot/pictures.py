@@ -13,8 +13,21 @@ Pillow and numpy only: indexing workers import this without PyTorch.
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from PIL import Image
+
+# What Pillow raises on a file it cannot read: its decoders and plugins use all of these. Anything
+# else is a bug in Pixglot, which must stop an indexing run rather than fail every file.
+DECODE_ERRORS: tuple[type[Exception], ...] = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    Image.DecompressionBombError,
+)
 
 ORIENTATION_TAG = 0x0112
 # EXIF orientation -> the transpose that shows the picture upright (orientation 1 needs none).

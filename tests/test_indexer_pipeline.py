@@ -25,7 +25,7 @@ from indexer import Collection, IndexOptions, ModelMismatch, index_paths
 from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
-from pixglot.errors import PixglotWarning
+from pixglot.errors import FileFormatError, PixglotWarning
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 REPO = Path(__file__).resolve().parent.parent
@@ -168,6 +168,54 @@ def test_pipes_and_broken_links_are_reported_and_never_block_a_run(
         "loop-a.jpg": "too many levels of symbolic links",
         "loop-b.jpg": "too many levels of symbolic links",
     }
+
+
+def _folder_below_path_max(root: Path) -> str:
+    """A folder nested deeper than PATH_MAX (4,096 bytes), made through folder descriptors: no
+    process can list it by its path, whatever its permissions (the tests run as root too)."""
+    fd = os.open(root, os.O_RDONLY)
+    name = "d" * 250
+    for _ in range(20):
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    return os.path.join(root, *[name] * 20)
+
+
+def test_a_folder_that_cannot_be_listed_is_reported_and_the_rest_indexed(tiny: str, photos: Path) -> None:
+    deep = _folder_below_path_max(photos / "trip")
+    report = index_paths([photos], "c", tiny, options=FAST)
+    assert report.added == 18
+    failures = dict(report.failures)
+    unlisted = [path for path in failures if path.startswith(str(photos / "trip" / "d"))]
+    assert len(unlisted) == 1 and deep.startswith(unlisted[0]) and len(unlisted[0]) > 4096
+    assert failures[unlisted[0]] == "file name too long"
+
+
+def test_a_damaged_owner_file_stops_a_new_collection_and_is_kept(
+    tiny: str, photos: Path, pixglot_home: Path
+) -> None:
+    owner = pixglot_home / "collections" / "c" / "collection.json"
+    owner.parent.mkdir(parents=True)
+    owner.write_bytes(b'{"name": "c", "uid": ')  # cut short
+    with pytest.raises(FileFormatError, match=r"collection\.json: unreadable .*mend or remove it"):
+        index_paths([photos], "c", tiny, options=FAST)
+    assert owner.read_bytes() == b'{"name": "c", "uid": '
+    with pytest.raises(indexer.CollectionNotFound):
+        indexer.open_collection("c")
+
+
+def test_a_bug_in_pixglot_stops_the_run_instead_of_failing_every_file(
+    tiny: str, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(data: bytes) -> str:
+        raise NameError("a bug, not a bad file")
+
+    monkeypatch.setattr("indexer.decode.content_hash", broken)
+    with pytest.raises(NameError, match="a bug, not a bad file"):
+        index_paths([photos], "c", tiny, options=FAST)
 
 
 def test_file_size_limit_refuses_big_files(tiny: str, photos: Path) -> None:
