@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.archive import safe_extract
-from data.download import download as fetch
+from pixglot.download import download as fetch
 from pixglot.errors import FileFormatError
 from pixglot.home import datasets_dir
 
@@ -66,7 +66,8 @@ def download(
     fetched = []
 
     if not (directory / _DONE_CAPTIONS).exists():
-        archive = fetch(captions_url, downloads / "captions.zip", progress=progress)
+        archive = downloads / "captions.zip"
+        fetch(captions_url, archive, progress=progress)
         safe_extract(archive, directory)
         if not (directory / CAPTIONS_FILE).is_file():
             raise FileFormatError(archive, f"the archive holds no {CAPTIONS_FILE} at its top level")
@@ -76,7 +77,8 @@ def download(
             archive.unlink()
 
     if images and not (directory / _DONE_IMAGES).exists():
-        archive = fetch(images_url, downloads / "images.tgz", progress=progress)
+        archive = downloads / "images.tgz"
+        fetch(images_url, archive, progress=progress)
         safe_extract(archive, directory / IMAGES_DIR)
         (directory / _DONE_IMAGES).touch()
         fetched.append("images")

@@ -10,7 +10,6 @@ heads, MLP size, patch, image size, pooling, embedding size) is read off the sha
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import re
 import zipfile
@@ -23,6 +22,7 @@ import torch
 from model.encoder import Encoder, save
 from model.preprocess import DEFAULT_PREPROCESSING
 from model.vit import ViT, VitConfig
+from pixglot.download import sha256_file
 from pixglot.errors import FileFormatError, InputError
 from rendering.unifont import DEFAULTS as UNIFONT_DEFAULTS
 
@@ -34,14 +34,6 @@ _FLAT_BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
 
 class CheckpointError(FileFormatError):
     """A checkpoint whose layout or shapes Pixglot cannot convert; names the file and the key."""
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Params:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import tarfile
@@ -15,8 +16,8 @@ import pytest
 from data import xm3600
 from data.archive import UnsafeArchiveError, safe_extract
 from data.captions import load
-from data.download import DownloadError, download, part_path
 from pixglot.cli import main
+from pixglot.download import DownloadError, download, part_path
 from pixglot.errors import FileFormatError
 
 
@@ -27,6 +28,7 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.ranges = True
         self.cut_after: int | None = None  # send only this many body bytes once, then drop the connection
+        self.failures = 0  # answer this many requests with 503 first
         self.requests: list[tuple[str, str | None]] = []
         server = self
 
@@ -37,6 +39,10 @@ class FileServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 header = self.headers.get("Range")
                 server.requests.append((self.path, header))
+                if server.failures:
+                    server.failures -= 1
+                    self.send_error(503)
+                    return
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -85,14 +91,40 @@ def test_download_resumes_an_interrupted_transfer_with_range(server, tmp_path):
     server.cut_after = 300_000
     dest = tmp_path / "big.bin"
     with pytest.raises(DownloadError, match="run again"):
-        download(f"{server.url}/big.bin", dest, progress=False)
+        download(f"{server.url}/big.bin", dest, progress=False, retries=0)
     assert not dest.exists() and part_path(dest).stat().st_size == 300_000
-    assert download(f"{server.url}/big.bin", dest, progress=False) == dest
+    assert download(f"{server.url}/big.bin", dest, progress=False) == hashlib.sha256(body).hexdigest()
     assert dest.read_bytes() == body and not part_path(dest).exists()
     assert server.requests[-1] == ("/big.bin", "bytes=300000-")
     # Complete files are not fetched again.
     download(f"{server.url}/big.bin", dest, progress=False)
     assert len(server.requests) == 2
+
+
+def test_a_transfer_cut_short_resumes_within_the_same_call(server, tmp_path):
+    body = bytes(range(256)) * 4000
+    server.files["/big.bin"] = body
+    server.cut_after = 123_456
+    dest = tmp_path / "big.bin"
+    download(f"{server.url}/big.bin", dest, progress=False)
+    assert dest.read_bytes() == body
+    assert server.requests == [("/big.bin", None), ("/big.bin", "bytes=123456-")]
+
+
+def test_server_errors_are_retried_and_a_missing_file_is_not(server, tmp_path):
+    server.files["/f"] = b"the file"
+    server.failures = 2  # two 503 answers before the file
+    download(f"{server.url}/f", tmp_path / "f", progress=False)
+    assert (tmp_path / "f").read_bytes() == b"the file" and len(server.requests) == 3
+    server.failures = 9
+    with pytest.raises(DownloadError, match="HTTP 503"):
+        download(f"{server.url}/f", tmp_path / "g", progress=False, retries=1)
+    assert not (tmp_path / "g").exists() and server.failures == 7  # the first try and one retry
+    server.failures = 0
+    before = len(server.requests)
+    with pytest.raises(DownloadError, match="HTTP 404"):
+        download(f"{server.url}/missing", tmp_path / "m", progress=False)
+    assert len(server.requests) == before + 1
 
 
 def test_download_starts_over_when_the_server_ignores_range(server, tmp_path):

@@ -15,8 +15,9 @@ import pytest
 
 import model
 from model.convert import CheckpointError, convert
-from model.pull import BASE_URL_ENV, DownloadError, download, pull
+from model.pull import BASE_URL_ENV, pull
 from pixglot.cli import main
+from pixglot.download import DownloadError, download
 from pixglot.errors import InputError
 
 WIDTH, DEPTH, HEADS, MLP, PATCH, GRID, OUT = 32, 2, 4, 48, 16, 4, 24
