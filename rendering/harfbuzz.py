@@ -20,9 +20,11 @@ from typing import NamedTuple
 import llvmlite.binding
 import numba
 import numpy as np
+import uharfbuzz
 import uharfbuzz._harfbuzz
 from numba import types
 
+from pixglot.errors import PixglotError
 from rendering.fontstack import FontStack
 from rendering.jit import compiled
 
@@ -112,6 +114,32 @@ class Shaper:
         self._languages: dict[str | None, int] = {None: 0}
         self._lock = threading.Lock()
         weakref.finalize(self, _destroy_fonts, self._fonts)
+        self._check_against_uharfbuzz()
+
+    def _check_against_uharfbuzz(self) -> None:
+        """The compiled loop reads HarfBuzz's C structs by their layout: shape one word both ways, so
+        that a uharfbuzz whose library differs from the one pinned fails here, not in the pixels."""
+        word = "office"  # a ligature and kerning in the stack's first (Latin) font
+        font = int(self.stack._first_font[ord(word[0])])
+        spans = np.array([(0, len(word), 0, len(word), 0, font, 0)], np.int64)
+        ours = self.shape(Runs(np.array([ord(c) for c in word], np.uint32), spans, [None]))
+        reference = uharfbuzz.Font(self.stack.fonts[font].hb_face)
+        reference.scale = (self.font_size * 64, self.font_size * 64)
+        buffer = uharfbuzz.Buffer()
+        buffer.add_str(word)
+        buffer.guess_segment_properties()
+        uharfbuzz.shape(reference, buffer)
+        expected = [
+            (info.codepoint, info.cluster, position.x_advance, position.x_offset, position.y_offset)
+            for info, position in zip(buffer.glyph_infos, buffer.glyph_positions, strict=True)
+        ]
+        got = np.stack([ours.gid, ours.cluster, ours.advance, ours.x_offset, ours.y_offset], axis=1)
+        if [tuple(row) for row in got.tolist()] != expected:
+            raise PixglotError(
+                f"uharfbuzz {uharfbuzz.__version__}: its HarfBuzz library shapes {word!r} unlike its "
+                "Python API as Pixglot's compiled loop reads it; install the uharfbuzz version "
+                "pyproject.toml pins"
+            )
 
     def shape(self, runs: Runs, capacity: int | None = None) -> Glyphs:
         """`capacity`: glyphs to make room for at first (twice the code points unless given); more

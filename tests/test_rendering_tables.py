@@ -12,6 +12,7 @@ import pytest
 import regex
 import uharfbuzz as hb
 
+from pixglot.errors import PixglotError
 from rendering import chartables, harfbuzz, kernels
 from rendering.fontstack import INHERIT, default_stack
 from rendering.harfbuzz import Runs, Shaper
@@ -137,3 +138,18 @@ def test_a_shaper_frees_every_font_it_opened(monkeypatch):
     del shaper
     gc.collect()
     assert len(opened) == len(default_stack().fonts) and sorted(freed) == sorted(opened)
+
+
+def test_a_harfbuzz_that_shapes_unlike_uharfbuzz_is_refused_when_a_shaper_starts(monkeypatch):
+    Shaper(default_stack(), 11)  # the installed one agrees
+    real = harfbuzz._shape_runs
+
+    def misread(*args):  # as a library whose glyph structs are laid out otherwise would be read
+        (gid, *rest), run_start = real(*args)
+        return (gid + 1, *rest), run_start
+
+    monkeypatch.setattr(harfbuzz, "_shape_runs", misread)
+    with pytest.raises(
+        PixglotError, match=rf"uharfbuzz {hb.__version__}: .*'office'.*version pyproject.toml pins"
+    ):
+        Shaper(default_stack(), 11)
