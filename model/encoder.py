@@ -34,7 +34,7 @@ import rendering
 from model.images import BadImageError, ImageSource
 from model.preprocess import check_preprocessing, prepare_image
 from model.vit import ViT, VitConfig
-from model.workers import available_cores, ordered_map
+from model.workers import ordered_map
 from pixglot import home
 from pixglot.errors import FileFormatError, InputError, PixglotError
 from rendering.text_cache import RenderedTexts, TextCache
@@ -150,8 +150,6 @@ class Encoder:
             precision = "bf16" if self.device.type == "cuda" else "fp32"
         self.precision = precision
         self.quantize = quantize
-        if self.device.type == "cpu" and torch.get_num_threads() > available_cores():
-            torch.set_num_threads(available_cores())
         self.net = net.eval().to(self.device)  # the fp32 weights: what save() writes
         self._runner = _quantized(self.net) if quantize == "int8" else self.net
         self._fingerprint: str | None = None

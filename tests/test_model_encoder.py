@@ -267,3 +267,15 @@ def test_sincos_position_embeddings_follow_the_mocov3_layout():
     assert "pos_embedding" not in net.state_dict()  # fixed, so not stored with the weights
     with torch.no_grad():
         assert net(torch.randn(2, 3, 32, 32)).shape == (2, 32)
+
+
+def test_making_an_encoder_leaves_pytorchs_thread_count_alone(tiny):
+    # PyTorch sizes its pool by the cores this process may use; an encoder has no business changing
+    # a setting of the whole process.
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(before + 3)
+        model.Encoder(tiny.net, tiny.config, device="cpu")
+        assert torch.get_num_threads() == before + 3
+    finally:
+        torch.set_num_threads(before)
