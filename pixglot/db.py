@@ -1,4 +1,5 @@
-"""Pixglot's metadata database: one schema, versioned, migrated on open.
+"""Pixglot's metadata database: one schema, versioned, migrated on open (by Alembic, with the
+migrations in pixglot/migrations).
 
 SQLite in PIXGLOT_HOME by default (WAL, so the UI reads while the indexer writes); any SQLAlchemy
 URL instead (PostgreSQL included). All SQL goes through SQLAlchemy Core with bound parameters.
@@ -17,8 +18,10 @@ Tables:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from pathlib import Path
 
+import alembic.command
+import alembic.config
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -176,11 +179,11 @@ class SchemaError(PixglotError):
     pass
 
 
-# MIGRATIONS[v] upgrades a database at version v to v + 1. Version 0 is an empty database.
-MIGRATIONS: dict[int, Callable[[Connection], None]] = {
-    0: lambda conn: metadata.create_all(conn),
-}
-assert len(MIGRATIONS) == SCHEMA_VERSION
+MIGRATIONS = Path(__file__).with_name("migrations")  # Alembic's scripts: see its __init__
+
+
+def _revision(version: int) -> str:
+    return f"{version:04d}"
 
 
 def _enable_sqlite_pragmas(engine: Engine) -> None:
@@ -204,21 +207,29 @@ def schema_version(conn: Connection) -> int:
 
 
 def migrate(conn: Connection) -> int:
-    """Bring the schema to SCHEMA_VERSION, one step per transaction-safe migration."""
+    """Bring the schema to SCHEMA_VERSION with Alembic, inside the caller's transaction.
+
+    `pixglot_meta.schema_version` stays the version an older Pixglot checks before it touches the
+    database; Alembic's own table says which migrations ran. A database made before Pixglot
+    migrated with Alembic holds the first without the second, and is marked as at its version.
+    """
     version = schema_version(conn)
     if version > SCHEMA_VERSION:
         raise SchemaError(
             f"database schema version {version} is newer than this Pixglot understands "
             f"({SCHEMA_VERSION}); upgrade Pixglot"
         )
-    while version < SCHEMA_VERSION:
-        MIGRATIONS[version](conn)
-        version += 1
-        if version == 1:
-            conn.execute(insert(meta).values(key="schema_version", value=str(version)))
-        else:
-            conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(version)))
-    return version
+    config = alembic.config.Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = conn
+    if version and not conn.dialect.has_table(conn, "alembic_version"):
+        alembic.command.stamp(config, _revision(version))
+    alembic.command.upgrade(config, _revision(SCHEMA_VERSION))
+    if version == 0:
+        conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+    elif version < SCHEMA_VERSION:
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+    return SCHEMA_VERSION
 
 
 _engines: dict[str, Engine] = {}

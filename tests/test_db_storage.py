@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from conftest import ODD_FAILURE, ODD_NAMES
 from sqlalchemy import create_engine, inspect, select, text, update
 
@@ -153,6 +155,31 @@ def test_a_newer_schema_is_refused(database_url: str) -> None:
     db.dispose(database_url)
     with pytest.raises(db.SchemaError, match="version 99 is newer"):
         db.connect(database_url)
+
+
+def test_the_migrations_make_exactly_the_tables_pixglot_defines(database_url: str) -> None:
+    # The migrations state their own tables; a change to pixglot/db.py without its migration
+    # (or the reverse) shows here as a difference.
+    with db.connect(database_url).connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), db.metadata)
+        revision = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    assert differences == []
+    assert revision == f"{db.SCHEMA_VERSION:04d}"
+
+
+def test_a_database_made_before_alembic_is_marked_at_its_version_and_kept(database_url: str) -> None:
+    # What Pixglot did before it migrated with Alembic: the tables of db.py, and the version row.
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        db.metadata.create_all(conn)
+        conn.execute(db.meta.insert().values(key="schema_version", value="1"))
+        conn.execute(text("INSERT INTO eval_runs (model, dataset, protocol, languages, created_at, metrics) "
+                          "VALUES ('m', 'd', 'all', '[]', '2026-01-01', '{}')"))  # fmt: skip
+    engine.dispose()
+    with db.connect(database_url).connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0001"
+        assert conn.execute(text("SELECT model FROM eval_runs")).scalars().all() == ["m"]
+        assert db.schema_version(conn) == db.SCHEMA_VERSION
 
 
 def test_eval_runs_round_trip(database_url: str) -> None:
