@@ -100,19 +100,19 @@ def build(n_images: int, config: str) -> None:
     from indexer.decode import content_hash
     from indexer.ingest import record_shard
     from pixglot import db
-    from pixglot.home import home, models_dir
+    from pixglot.home import data_home, models_dir
 
     try:
         existing = Collection.open(COLLECTION)
         if existing.count() == n_images:
             return
-        raise SystemExit(f"{home()} holds collection {COLLECTION!r} of another size; use a fresh --home")
+        raise SystemExit(f"{data_home()} holds collection {COLLECTION!r} of another size; use a fresh --home")
     except CollectionNotFound:
         pass
     start = time.perf_counter()
     encoder = model.create(config)
     model.save(encoder, models_dir() / MODEL_NAME)
-    photos = real_photos(home() / "photos")
+    photos = real_photos(data_home() / "photos")
     hashes = [content_hash(p.read_bytes()) for p in photos]
     sizes = [p.stat().st_size for p in photos]
     collection = Collection.create(COLLECTION, MODEL_NAME, encoder.fingerprint, encoder.dim)
@@ -125,7 +125,7 @@ def build(n_images: int, config: str) -> None:
             rows = []
             for i in range(first, first + count):
                 real = i % N_REAL
-                path = photos[real] if i < N_REAL else home() / "photos" / "synthetic" / f"{i:07d}.jpg"
+                path = photos[real] if i < N_REAL else data_home() / "photos" / "synthetic" / f"{i:07d}.jpg"
                 rows.append(
                     {
                         "collection_id": collection.id,
