@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.captions import CaptionDataset, load  # noqa: E402
-from data.metrics import CAPTION_PROTOCOLS  # noqa: E402
+from evaluation.metrics import CAPTION_PROTOCOLS  # noqa: E402
 
 KS = (1, 5, 10)
 UNSPACED = {"ja", "th", "zh"}

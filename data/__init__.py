@@ -1,10 +1,10 @@
-"""Evaluation data and metrics: Crossmodal-3600, the offline Emoji-36 benchmark, retrieval metrics, reports.
+"""Datasets: Crossmodal-3600, the offline Emoji-36 benchmark, training shards. A dataset knows
+nothing about models (the `evaluation` package measures models on them).
 
 - `data.xm3600`: download and unpack Crossmodal-3600 (resumable, safe unpacking).
 - `data.captions`: the loader of the XM3600 layout (`captions.jsonl` + `images/<key>.jpg|png`) that
   both benchmarks share, with every bad line, image or language counted and reported.
-- `data.metrics`: image->text and text->image Recall@k with big_vision's protocol (no model needed).
-- `data.evaluation`: a model on a captions dataset -> per-language metrics, cached embeddings,
-  Parquet/Markdown/HTML reports and an `eval_runs` row in the database.
 - `data.emoji36`: the Emoji-36 benchmark, built offline from Noto Color Emoji and CLDR annotations.
+- `data.shards`: training shards (Parquet) from a captions dataset.
+- `data.picture_names`: what people call a dataset's pictures (an emoji's CLDR name).
 """

@@ -19,12 +19,13 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.metrics import CAPTION_PROTOCOLS
 from pixglot.errors import FileFormatError, InputError
 
 CAPTIONS_FILE = "captions.jsonl"
 IMAGES_DIR = "images"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Which captions of each image an evaluation scores: every one (big_vision), or the first (CLIP_benchmark).
+CAPTION_PROTOCOLS = ("all", "first")
 WORD_SEPARATOR = ", "  # CLDR keywords, and word lists in general: "cat, face, pet"
 DEFAULT_NAME = "xm3600"
 

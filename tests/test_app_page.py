@@ -20,8 +20,8 @@ from streamlit.testing.v1 import AppTest
 import indexer
 import model
 from app import query
-from data.metrics import mean_over_languages, retrieval_metrics
-from data.runs import code_revision, record_run
+from evaluation.metrics import mean_over_languages, retrieval_metrics
+from evaluation.runs import code_revision, record_run
 from indexer.collection import LOCK_FILE, Collection
 from indexer.locking import exclusive
 from pixglot import db

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pytest
 
-from data.metrics import mean_over_languages, retrieval_metrics, word_retrieval_metrics
+from evaluation.metrics import mean_over_languages, retrieval_metrics, word_retrieval_metrics
 from pixglot.cli import main
 from pixglot.errors import InputError
 

@@ -14,8 +14,8 @@ from PIL import Image
 from sqlalchemy import select
 
 import model
-from data.evaluation import DataIssuesError, evaluate_retrieval
-from data.runs import get_run, list_runs
+from evaluation.retrieval import DataIssuesError, evaluate_retrieval
+from evaluation.runs import get_run, list_runs
 from pixglot.cli import main
 from pixglot.db import connect, eval_runs
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from app import state
-from data.metrics import DIRECTIONS
-from data.reports import DIRECTION_LABELS
-from data.runs import RunRecord, compare_runs, list_runs
+from evaluation.metrics import DIRECTIONS
+from evaluation.reports import DIRECTION_LABELS
+from evaluation.runs import RunRecord, compare_runs, list_runs
 from pixglot import db
 
 

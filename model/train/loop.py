@@ -34,8 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.metrics import mean_over_languages, retrieval_metrics
-from data.runs import code_revision
+from evaluation.metrics import mean_over_languages, retrieval_metrics
+from evaluation.runs import code_revision
 from model.encoder import (
     MODEL_FILE,
     Encoder,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.metrics import CAPTION_PROTOCOLS, PROTOCOLS
+from evaluation.metrics import CAPTION_PROTOCOLS, PROTOCOLS
 from pixglot.cli import add_database_option
 from pixglot.errors import FileFormatError
 
@@ -103,8 +103,8 @@ def _engine(args: argparse.Namespace):  # noqa: ANN202
 
 def _run_benchmark(args: argparse.Namespace) -> int:
     import model
-    from data.evaluation import evaluate_retrieval
-    from data.reports import markdown_report
+    from evaluation.reports import markdown_report
+    from evaluation.retrieval import evaluate_retrieval
     from pixglot.home import datasets_dir
 
     data = Path(args.data) if args.data else datasets_dir() / args.default_dir
@@ -150,7 +150,7 @@ def load_embeddings(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _run_embeddings(args: argparse.Namespace) -> int:
-    from data.metrics import retrieval_metrics
+    from evaluation.metrics import retrieval_metrics
 
     image_emb, text_emb, text_image = load_embeddings(Path(args.file))
     metrics = retrieval_metrics(image_emb, text_emb, text_image, ks=args.ks, protocol=args.protocol)
@@ -159,7 +159,7 @@ def _run_embeddings(args: argparse.Namespace) -> int:
 
 
 def _run_compare(args: argparse.Namespace) -> int:
-    from data.runs import format_comparison, get_run
+    from evaluation.runs import format_comparison, get_run
 
     engine = _engine(args)
     a, b = (get_run(run_id, engine=engine) for run_id in args.runs)
@@ -168,7 +168,7 @@ def _run_compare(args: argparse.Namespace) -> int:
 
 
 def _run_list(args: argparse.Namespace) -> int:
-    from data.runs import list_runs
+    from evaluation.runs import list_runs
 
     runs = list_runs(args.dataset, engine=_engine(args))
     if not runs:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, delete, insert, select
 
-from data.metrics import DIRECTIONS
+from evaluation.metrics import DIRECTIONS
 from pixglot import __version__
 from pixglot.db import connect, eval_runs
 from pixglot.errors import InputError

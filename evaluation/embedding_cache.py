@@ -133,7 +133,7 @@ def image_embeddings(
     return result
 
 
-METRICS_VERSION = "1"  # bump when data.metrics changes what it computes
+METRICS_VERSION = "1"  # bump when evaluation.metrics changes what it computes
 
 
 def cached_metrics(compute: Callable[..., dict], *arrays: np.ndarray, **options: object) -> dict:

@@ -13,8 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.metrics import DIRECTIONS, PROTOCOL_DESCRIPTIONS, TIE_RULE_DESCRIPTION
-from data.runs import RunRecord
+from evaluation.metrics import DIRECTIONS, PROTOCOL_DESCRIPTIONS, TIE_RULE_DESCRIPTION
+from evaluation.runs import RunRecord
 from pixglot.atomic import write_atomic, write_bytes_atomic
 
 DIRECTION_LABELS = {"image_to_text": "image → text", "text_to_image": "text → image"}

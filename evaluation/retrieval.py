@@ -1,7 +1,7 @@
 """Retrieval evaluation of a model on a captions dataset in the XM3600 layout (XM3600, Emoji-36).
 
 For each language: the images that have captions in it and could be decoded, all of their captions
-(or the first, with protocol "first"), and `data.metrics.retrieval_metrics`. The run goes to the
+(or the first, with protocol "first"), and `evaluation.metrics.retrieval_metrics`. The run goes to the
 database (`eval_runs`) and to a report directory (results.parquet, report.md, report.html).
 """
 
@@ -21,8 +21,8 @@ from sqlalchemy import Engine
 
 from data import captions as captions_io
 from data.captions import CaptionDataset, Issue
-from data.embedding_cache import cached_metrics, image_embeddings, text_embeddings
-from data.metrics import (
+from evaluation.embedding_cache import cached_metrics, image_embeddings, text_embeddings
+from evaluation.metrics import (
     DEFAULT_KS,
     PROTOCOLS,
     TIE_RULE,
@@ -30,8 +30,8 @@ from data.metrics import (
     retrieval_metrics,
     word_retrieval_metrics,
 )
-from data.reports import write_reports
-from data.runs import RunRecord, code_revision, delete_run, list_runs, record_run
+from evaluation.reports import write_reports
+from evaluation.runs import RunRecord, code_revision, delete_run, list_runs, record_run
 from pixglot.db import connect
 from pixglot.errors import InputError, PixglotError
 from pixglot.home import subdir

@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data.captions import CAPTION_PROTOCOLS
 from pixglot.errors import InputError
 
-CAPTION_PROTOCOLS = ("all", "first")
 PROTOCOLS = (*CAPTION_PROTOCOLS, "words")
 PROTOCOL_DESCRIPTIONS = {
     "all": "all (big_vision image_text_retrieval): every caption counts; image→text is a hit when any "
