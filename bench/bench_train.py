@@ -133,10 +133,10 @@ def cold_cache(raw: dict, work: Path, home: Path | None = None) -> dict:
     """Every text the recipe's batches can show, drawn into an empty cache (in PIXGLOT_HOME `home`,
     a fresh one by default): texts/s on all cores."""
     os.environ["PIXGLOT_HOME"] = str(home or work / "home")
-    from model.train import load_config
-    from model.train.data import read_index, shown_texts
-    from model.train.loop import build_model
     from rendering.text_cache import TextCache
+    from training import load_config
+    from training.data import read_index, shown_texts
+    from training.loop import build_model
 
     path = work / "config.json"
     path.write_text(json.dumps({**raw, "out": str(work / "unused")}))

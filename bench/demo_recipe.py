@@ -248,7 +248,7 @@ class Driver:
         import torch
         from safetensors.torch import save_file
 
-        from model.train import checkpoint
+        from training import checkpoint
 
         found = checkpoint.list_checkpoints(run)
         if found:

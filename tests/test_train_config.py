@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from model.train import config as train_config
-from model.train import load_config, resolve_config
-from model.train.loop import build_model
 from pixglot.cli import main
 from pixglot.errors import FileFormatError, InputError
+from training import config as train_config
+from training import load_config, resolve_config
+from training.loop import build_model
 
 REPO = Path(__file__).resolve().parent.parent
 MINIMAL = {"steps": 10, "model": {"base": "tiny-test"}, "data": {"train": "shards"}}

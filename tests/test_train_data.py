@@ -16,11 +16,11 @@ from train_toy import COLOURS, png, toy_config, write_colour_shards
 
 import rendering
 from model.preprocess import prepare_image, to_value_range
-from model.train import data as train_data
-from model.train import train
-from model.train.pixels import TrainingPixels, decode_pictures
 from pixglot.errors import FileFormatError, InputError, PixglotError
 from rendering.text_cache import TextCache
+from training import data as train_data
+from training import train
+from training.pixels import TrainingPixels, decode_pictures
 
 RENDERER = {"style": "shaped", "image_size": 64, "patch_size": 16}
 PREPROCESSING = {"resize": "squash", "method": "bilinear", "antialias": False, "value_range": [-1, 1]}

@@ -17,10 +17,10 @@ from safetensors.torch import load_file
 from train_toy import toy_config, write_colour_shards
 
 import model
-from model.train import checkpoint as ckpt
-from model.train import train
-from model.train.loop import LOG_FILE
 from pixglot.errors import InputError
+from training import checkpoint as ckpt
+from training import train
+from training.loop import LOG_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 

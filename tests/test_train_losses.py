@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.train.losses import ContrastiveLoss
-from model.train.schedule import lr_factor
+from training.losses import ContrastiveLoss
+from training.schedule import lr_factor
 
 
 def unit(n: int, d: int = 8, seed: int = 0) -> torch.Tensor:

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
-from model.train import resolve_config
+from training import resolve_config
 
 COLOURS = {
     "red": ((220, 30, 30), "rot"),

@@ -11,8 +11,8 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
         "train",
         help="train a model on image/text Parquet shards",
         description="Contrastive training (CLIPPO softmax or SigLIP sigmoid loss) of one ViT that reads "
-        "photos and rendered text. The config schema is documented in model/train/config.py; examples are in "
-        "model/train/configs/. Kill a run at any time: the same command with --resume continues it from "
+        "photos and rendered text. The config schema is documented in training/config.py; examples are in "
+        "training/configs/. Kill a run at any time: the same command with --resume continues it from "
         "its last checkpoint.",
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="training config (.toml or .json)")
@@ -61,7 +61,7 @@ def _printer(quiet: bool):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.train import load_config, train
+    from training import load_config, train
 
     overrides = {}
     if args.out:

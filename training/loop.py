@@ -1,6 +1,6 @@
 """The training loop: contrastive training of one ViT tower on image/text (and text/text) pairs.
 
-    result = train(config, out="runs/demo")          # config: a resolved dict (model.train.config)
+    result = train(config, out="runs/demo")          # config: a resolved dict (training.config)
     encoder = model.encoder.load(result.out)          # the output directory is a model directory
 
 Texts are rendered and trimmed exactly as `Encoder.encode_texts` does at inference (the patch rows
@@ -45,17 +45,17 @@ from model.encoder import (
     read_shipped_config,
     save,
 )
-from model.train import checkpoint as ckpt
-from model.train import config as train_config
-from model.train import data as train_data
-from model.train.losses import ContrastiveLoss
-from model.train.pixels import TrainingPixels, decode_pictures
-from model.train.schedule import scheduler
 from model.vit import ViT, VitConfig
 from model.workers import available_cores
 from pixglot.atomic import write_atomic
 from pixglot.errors import InputError, PixglotError
 from rendering.text_cache import TextCache
+from training import checkpoint as ckpt
+from training import config as train_config
+from training import data as train_data
+from training.losses import ContrastiveLoss
+from training.pixels import TrainingPixels, decode_pictures
+from training.schedule import scheduler
 
 LOG_FILE = "train_log.jsonl"
 # Text groups of a batch on CUDA (`data.group_texts`): few enough calls of the network, little padding.
