@@ -9,10 +9,10 @@ from datetime import date
 import numpy as np
 from PIL import Image
 
+from ground.errors import InputError
 from indexer.collection import Collection
 from indexer.decode import content_hash
 from indexer.searching import Filters, Hit, parse_query
-from pixglot.errors import InputError
 
 PAGE_SIZE = 24
 MAX_UPLOAD_MB = 20

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from ground.errors import PixglotError
+from ground.home import default_db_url
 from indexer.collection import LOCK_FILE, Collection, list_collections
 from indexer.locking import try_exclusive
 from indexer.searching import warm_up
-from pixglot.errors import PixglotError
-from pixglot.home import default_db_url
 
 log = logging.getLogger("pixglot.app")
 

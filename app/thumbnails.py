@@ -17,12 +17,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from ground.atomic import write_atomic
+from ground.home import cache_dir
 from indexer.collection import Collection
 from indexer.decode import MAX_FILE_BYTES, content_hash, load_for_model
 from indexer.searching import Hit
 from model.workers import available_cores
-from pixglot.atomic import write_atomic
-from pixglot.home import cache_dir
 
 GRID_SIZE = 256
 PREVIEW_SIZE = 768

@@ -96,11 +96,11 @@ def build(n_images: int, config: str) -> None:
     from sqlalchemy import insert
 
     import model
+    from ground import db
+    from ground.home import data_home, models_dir
     from indexer.collection import Collection, CollectionNotFound
     from indexer.decode import content_hash
     from indexer.ingest import record_shard
-    from pixglot import db
-    from pixglot.home import data_home, models_dir
 
     try:
         existing = Collection.open(COLLECTION)

@@ -15,7 +15,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from pixglot.errors import FileFormatError
+from ground.errors import FileFormatError
 
 
 class UnsafeArchiveError(FileFormatError):

@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixglot.errors import FileFormatError, InputError
+from ground.errors import FileFormatError, InputError
 
 CAPTIONS_FILE = "captions.jsonl"
 IMAGES_DIR = "images"

@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pixglot.errors import FileFormatError, PixglotError
+from ground.errors import FileFormatError, PixglotError
 
 SYSTEM_CLDR_DIRS = (Path("/usr/share/unicode/cldr/common"),)
 

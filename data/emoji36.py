@@ -33,9 +33,9 @@ from data import cldr
 from data.captions import WORD_SEPARATOR
 from data.emoji_font import EmojiFont, find_emoji_font
 from data.xm3600 import LANGUAGES
-from pixglot.atomic import write_bytes_atomic
-from pixglot.errors import InputError
-from pixglot.home import datasets_dir
+from ground.atomic import write_bytes_atomic
+from ground.errors import InputError
+from ground.home import datasets_dir
 
 NAME = "emoji36"
 SPLIT_SALT = "emoji36-split-v1:"

@@ -16,7 +16,7 @@ import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 from PIL import Image
 
-from pixglot.errors import FileFormatError, PixglotError
+from ground.errors import FileFormatError, PixglotError
 
 SYSTEM_FONT_PATHS = (
     Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf"),

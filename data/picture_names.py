@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from data.captions import CAPTIONS_FILE, IMAGES_DIR, load
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 
 Names = Mapping[str, tuple[str, ...]]  # language -> the picture's captions, its name first
 NO_NAMES: Names = MappingProxyType({})

@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data import captions as captions_io
-from pixglot.atomic import write_atomic
-from pixglot.errors import InputError, PixglotError
+from ground.atomic import write_atomic
+from ground.errors import InputError, PixglotError
 
 SCHEMA = pa.schema(
     [("key", pa.string()), ("image", pa.binary()), ("text", pa.string()), ("language", pa.string())]

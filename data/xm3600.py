@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.archive import safe_extract
-from pixglot.download import download as fetch
-from pixglot.errors import FileFormatError
-from pixglot.home import datasets_dir
+from ground.download import download as fetch
+from ground.errors import FileFormatError
+from ground.home import datasets_dir
 
 LANGUAGES = (
     "ar", "bn", "cs", "da", "de", "el", "en", "es", "fa", "fi", "fil", "fr",

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pixglot.atomic import write_atomic
-from pixglot.home import cache_dir
+from ground.atomic import write_atomic
+from ground.home import cache_dir
 
 _IMAGE_BATCHES = 256  # images per encoder call, so progress shows and one bad file costs little
 

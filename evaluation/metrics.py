@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data.captions import CAPTION_PROTOCOLS
-from pixglot.errors import InputError
+from ground.errors import InputError
 
 PROTOCOLS = (*CAPTION_PROTOCOLS, "words")
 PROTOCOL_DESCRIPTIONS = {

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from evaluation.metrics import DIRECTIONS, PROTOCOL_DESCRIPTIONS, TIE_RULE_DESCRIPTION
 from evaluation.runs import RunRecord
-from pixglot.atomic import write_atomic, write_bytes_atomic
+from ground.atomic import write_atomic, write_bytes_atomic
 
 DIRECTION_LABELS = {"image_to_text": "image → text", "text_to_image": "text → image"}
 _SERIES_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")

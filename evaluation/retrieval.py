@@ -32,9 +32,9 @@ from evaluation.metrics import (
 )
 from evaluation.reports import write_reports
 from evaluation.runs import RunRecord, code_revision, delete_run, list_runs, record_run
-from pixglot.db import connect
-from pixglot.errors import InputError, PixglotError
-from pixglot.home import subdir
+from ground.db import connect
+from ground.errors import InputError, PixglotError
+from ground.home import subdir
 
 _STORED_ISSUES = 1000  # issues kept in the database row; the count is always exact
 

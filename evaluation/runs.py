@@ -10,9 +10,9 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, insert, select
 
 from evaluation.metrics import DIRECTIONS
+from ground.db import connect, eval_runs
+from ground.errors import InputError
 from pixglot import __version__
-from pixglot.db import connect, eval_runs
-from pixglot.errors import InputError
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 

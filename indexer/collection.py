@@ -29,13 +29,13 @@ import numpy as np
 from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from ground import db
+from ground.errors import FileFormatError, InputError, PixglotError
+from ground.home import collections_dir
 from indexer import locking
 from indexer.scan import normalise_path
 from indexer.shards import TMP_SUFFIX, ShardStore, atomic_write
 from indexer.vector_index import VectorIndex
-from pixglot import db
-from pixglot.errors import FileFormatError, InputError, PixglotError
-from pixglot.home import collections_dir
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OWNER_FILE = "collection.json"

@@ -20,8 +20,8 @@ from stat import S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFMT, S_IFSOCK, S_ISREG
 
 from PIL import Image, UnidentifiedImageError
 
+from ground.pictures import DECODE_ERRORS, orientation, to_rgb, upright
 from indexer.exif import ImageMetadata, read_metadata
-from pixglot.pictures import DECODE_ERRORS, orientation, to_rgb, upright
 
 HASH_CHUNK = 1 << 20
 # A file this large is not a photo we can index on a laptop-class machine; refuse it by size
@@ -171,7 +171,7 @@ def load_for_model(
         turn = orientation(img)
         img.draft("RGB", (image_size, image_size))
         img.load()
-    # The colours, transparency and orientation policy of every path (pixglot.pictures); only the
+    # The colours, transparency and orientation policy of every path (ground.pictures); only the
     # cheap shrink of pictures over twice the model's size is this path's own.
     img = to_rgb(img)
     factor = (max(1, img.width // image_size), max(1, img.height // image_size))

@@ -11,11 +11,11 @@ import numpy as np
 from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ground import db
+from ground.errors import InputError, PixglotWarning
 from indexer.collection import Collection, CollectionNotFound, resolve_engine
 from indexer.ingest import ExistingRow, IndexOptions, IndexReport, IngestRun, Job, jobs_for_files
 from indexer.scan import check_roots, scan, under
-from pixglot import db
-from pixglot.errors import InputError, PixglotWarning
 
 DEFAULT_MODEL = "demo"
 # The formats cameras and phones write: a folder of them is a folder of photos.

@@ -27,12 +27,12 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
+from ground import db
+from ground.processes import available_cores, worker_pool
 from indexer.collection import Collection, now
 from indexer.decode import MAX_FILE_BYTES, Decoded, Failure, Inspection, decode_file, inspect_file
 from indexer.scan import FileEntry
 from indexer.shards import ShardStore
-from pixglot import db
-from pixglot.processes import available_cores, worker_pool
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 
 
 class CollectionBusy(PixglotError):

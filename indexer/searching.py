@@ -27,13 +27,13 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import Text, func, select, type_coerce
 
+from ground import db
+from ground.errors import FileFormatError, InputError
+from ground.paths import printable, to_stored
+from ground.pictures import DECODE_ERRORS
 from indexer.collection import Collection
 from indexer.decode import failure_reason, load_for_model
 from indexer.scan import normalise_path
-from pixglot import db
-from pixglot.errors import FileFormatError, InputError
-from pixglot.paths import printable, to_stored
-from pixglot.pictures import DECODE_ERRORS
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 DEFAULT_IMAGE_WEIGHT = 0.5

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pixglot.errors import FileFormatError
+from ground.errors import FileFormatError
 
 TMP_SUFFIX = ".tmp"
 

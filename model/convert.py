@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ground.download import sha256_file
+from ground.errors import FileFormatError, InputError
 from model.encoder import Encoder, save
 from model.preprocess import DEFAULT_PREPROCESSING
 from model.vit import ViT, VitConfig
-from pixglot.download import sha256_file
-from pixglot.errors import FileFormatError, InputError
 from rendering.unifont import DEFAULTS as UNIFONT_DEFAULTS
 
 # The unifont renderer's defaults are big_vision's render_unifont settings of the published CLIPPO models.

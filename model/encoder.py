@@ -31,12 +31,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import rendering
+from ground import home
+from ground.errors import FileFormatError, InputError, PixglotError
 from model.images import BadImageError, ImageSource
 from model.preprocess import check_preprocessing, prepare_image
 from model.vit import ViT, VitConfig
 from model.workers import ordered_map
-from pixglot import home
-from pixglot.errors import FileFormatError, InputError, PixglotError
 from rendering.text_cache import RenderedTexts, TextCache
 
 MODEL_FILE = "model.safetensors"

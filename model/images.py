@@ -8,8 +8,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from pixglot.errors import FileFormatError
-from pixglot.pictures import DECODE_ERRORS, orientation, to_rgb, upright
+from ground.errors import FileFormatError
+from ground.pictures import DECODE_ERRORS, orientation, to_rgb, upright
 
 ImageSource = str | Path | bytes | Image.Image
 
@@ -30,7 +30,7 @@ def describe(src: ImageSource) -> str:
 def open_image(src: ImageSource) -> Image.Image:
     """An RGB image from a path, encoded bytes, or a Pillow image.
 
-    The first frame of an animation, as `pixglot.pictures` says every path reads a picture: upright
+    The first frame of an animation, as `ground.pictures` says every path reads a picture: upright
     by its EXIF orientation, transparency composited onto white, 16-bit grey scaled to 8 bits.
     Raises BadImageError naming the source and the reason.
     """

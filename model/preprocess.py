@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ground.errors import InputError
 from model.images import ImageSource, open_image
-from pixglot.errors import InputError
 
 DEFAULT_PREPROCESSING = {"resize": "squash", "method": "bilinear", "antialias": False, "value_range": [-1, 1]}
 

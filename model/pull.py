@@ -1,6 +1,6 @@
 """Download an official CLIPPO checkpoint and install it as a Pixglot model.
 
-Downloads go to PIXGLOT_HOME/cache/downloads/<name>.npz (through `pixglot.download`: resumed,
+Downloads go to PIXGLOT_HOME/cache/downloads/<name>.npz (through `ground.download`: resumed,
 retried); the finished file's sha256 is checked when known and recorded in the model's provenance.
 PIXGLOT_CHECKPOINT_URL (or `base_url`) replaces the download location, e.g. for a mirror.
 """
@@ -12,11 +12,11 @@ import os
 import shutil
 from pathlib import Path
 
+from ground import home
+from ground.download import UnreachableError, download
+from ground.errors import InputError
 from model.convert import convert
 from model.encoder import CONFIG_FILE
-from pixglot import home
-from pixglot.download import UnreachableError, download
-from pixglot.errors import InputError
 
 BASE_URL_ENV = "PIXGLOT_CHECKPOINT_URL"
 _REGISTRY_FILE = Path(__file__).with_name("official.json")

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
-from pixglot.errors import InputError
+from ground.errors import InputError
 
 LAYER_NORM_EPS = 1e-6
 NORM_EPS = 1e-8

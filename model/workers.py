@@ -1,6 +1,6 @@
 """Decoding and rendering in worker processes, so large batches use every core beside the model.
 
-Workers start from a fork server and end when the caller ends (`pixglot.processes.worker_pool`).
+Workers start from a fork server and end when the caller ends (`ground.processes.worker_pool`).
 The pool is started once per process and reused; small batches never start it.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TypeVar
 
-from pixglot.processes import available_cores, worker_pool
+from ground.processes import available_cores, worker_pool
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -1,7 +1,9 @@
 """Pixglot: multilingual image search from pixels only.
 
-The product code lives in the top-level packages `rendering`, `model`, `indexer`, `data` and `app`;
-this package holds what they share: the PIXGLOT_HOME layout, the database, and the `pixglot` CLI.
+This package is the front door: the `pixglot` command (`pixglot.cli`, also `python -m pixglot`) and
+the demo's set-up. The layers below it, each its own top-level package, are described in
+docs/architecture.md: `app` (the web page) beside it, `indexer` and `training`, `evaluation`,
+`model`, `rendering` and `data`, and `ground` at the bottom.
 """
 
 __version__ = "0.1.0"

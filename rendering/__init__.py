@@ -15,7 +15,7 @@ import json
 
 import numpy as np
 
-from pixglot.errors import InputError
+from ground.errors import InputError
 from rendering.base import BATCH, Renderer, Rendering, RenderReport
 
 STYLES = ("shaped", "unifont")

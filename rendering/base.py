@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixglot.processes import worker_pool
+from ground.processes import worker_pool
 
 # Below this many texts a process pool costs more than it saves.
 _MIN_TEXTS_PER_WORKER = 64

@@ -14,7 +14,7 @@ import numpy as np
 import uharfbuzz as hb
 from fontTools.ttLib import TTFont
 
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 from rendering import kernels
 from rendering.chartables import CODEPOINTS, EMOJI_SELECTOR, class_table, emoji_presentation, shared_script
 

@@ -24,7 +24,7 @@ import uharfbuzz
 import uharfbuzz._harfbuzz
 from numba import types
 
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 from rendering.fontstack import FontStack
 from rendering.jit import compiled
 

@@ -9,7 +9,7 @@ import os
 
 import numba
 
-from pixglot.home import cache_dir
+from ground.home import cache_dir
 
 if "NUMBA_CACHE_DIR" not in os.environ:
     numba.config.CACHE_DIR = str(cache_dir("numba"))

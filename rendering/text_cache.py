@@ -35,10 +35,10 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 import rendering
-from pixglot.atomic import write_atomic
-from pixglot.errors import FileFormatError, PixglotError
-from pixglot.home import cache_dir
-from pixglot.processes import available_cores, worker_pool
+from ground.atomic import write_atomic
+from ground.errors import FileFormatError, PixglotError
+from ground.home import cache_dir
+from ground.processes import available_cores, worker_pool
 
 _CODE = Path(__file__).parent
 # Texts per task of a worker process; below a few tasks' worth, rendering in-process is quicker

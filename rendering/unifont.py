@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixglot.errors import InputError
+from ground.errors import InputError
 from rendering import kernels
 from rendering.base import Renderer, Rendering, RenderReport
 from rendering.unifont_font import BMP_END, CELL, source_files, trimmed

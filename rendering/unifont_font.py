@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pixglot.errors import FileFormatError, PixglotError
+from ground.errors import FileFormatError, PixglotError
 
 CELL = 16  # Unifont glyphs are 16 rows tall and 8 or 16 columns wide
 BMP_END = 0x10000

@@ -14,7 +14,7 @@ from PIL import Image
 
 import indexer
 import model
-from pixglot.home import models_dir
+from ground.home import models_dir
 
 N_IMAGES = 20
 WAIT_SECONDS = 90

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from ground.errors import PixglotError
 from indexer import IndexOptions, index_paths
 from indexer.samples import write_images
 from pixglot.cli import build_parser, main
 from pixglot.cli.ui import prepare_first_collection, streamlit_command
-from pixglot.errors import PixglotError
 
 
 def command(*argv: str) -> list[str]:

@@ -22,11 +22,11 @@ import model
 from app import query
 from evaluation.metrics import mean_over_languages, retrieval_metrics
 from evaluation.runs import code_revision, record_run
+from ground import db
+from ground.errors import InputError
+from ground.home import models_dir
 from indexer.collection import LOCK_FILE, Collection
 from indexer.locking import exclusive
-from pixglot import db
-from pixglot.errors import InputError
-from pixglot.home import models_dir
 
 MAIN = Path(__file__).resolve().parent.parent / "app" / "main.py"
 

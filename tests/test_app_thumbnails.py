@@ -10,7 +10,7 @@ from PIL import Image
 
 import indexer
 from app import thumbnails
-from pixglot.home import cache_dir
+from ground.home import cache_dir
 
 
 @pytest.fixture

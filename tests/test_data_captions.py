@@ -8,7 +8,7 @@ import pytest
 from caption_support import write_dataset
 
 from data.captions import load
-from pixglot.errors import FileFormatError, InputError
+from ground.errors import FileFormatError, InputError
 
 
 def _line(key: str, **languages: list[str]) -> str:

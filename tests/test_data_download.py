@@ -16,9 +16,9 @@ import pytest
 from data import xm3600
 from data.archive import UnsafeArchiveError, safe_extract
 from data.captions import load
+from ground.download import DownloadError, download, part_path
+from ground.errors import FileFormatError
 from pixglot.cli import main
-from pixglot.download import DownloadError, download, part_path
-from pixglot.errors import FileFormatError
 
 
 class FileServer:

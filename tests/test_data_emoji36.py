@@ -13,8 +13,8 @@ from data import cldr, emoji36
 from data.captions import load
 from data.shards import SCHEMA, export_parquet
 from data.xm3600 import LANGUAGES
+from ground.errors import InputError
 from pixglot.cli import main
-from pixglot.errors import InputError
 
 WAVES = ["👋", "👋🏻", "👋🏼", "👋🏽", "👋🏾", "👋🏿"]
 HEALTH_WORKERS = ["🧑‍⚕️", "👨‍⚕️", "👩🏽‍⚕️"]

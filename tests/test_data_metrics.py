@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from evaluation.metrics import mean_over_languages, retrieval_metrics, word_retrieval_metrics
+from ground.errors import InputError
 from pixglot.cli import main
-from pixglot.errors import InputError
 
 
 def _case(similarities: list[list[float]], text_image: list[int], **kwargs) -> dict:

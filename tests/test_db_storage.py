@@ -26,10 +26,10 @@ from conftest import ODD_FAILURE, ODD_NAMES
 from sqlalchemy import create_engine, inspect, select, text, update
 
 import indexer
+from ground import db
+from ground.errors import PixglotError
 from indexer import Filters, IndexOptions, index_paths
 from indexer.samples import SampleExif, write_image, write_images
-from pixglot import db
-from pixglot.errors import PixglotError
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 
@@ -158,7 +158,7 @@ def test_a_newer_schema_is_refused(database_url: str) -> None:
 
 
 def test_the_migrations_make_exactly_the_tables_pixglot_defines(database_url: str) -> None:
-    # The migrations state their own tables; a change to pixglot/db.py without its migration
+    # The migrations state their own tables; a change to ground/db.py without its migration
     # (or the reverse) shows here as a difference.
     with db.connect(database_url).connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), db.metadata)

@@ -16,8 +16,8 @@ from sqlalchemy import select
 import model
 from evaluation.retrieval import DataIssuesError, evaluate_retrieval
 from evaluation.runs import get_run, list_runs
+from ground.db import connect, eval_runs
 from pixglot.cli import main
-from pixglot.db import connect, eval_runs
 
 COLOURS = {"k1": (220, 20, 20), "k2": (20, 200, 20), "k3": (20, 20, 220), "k4": (230, 230, 20)}
 

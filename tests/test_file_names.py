@@ -11,10 +11,10 @@ from conftest import ODD_NAMES
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ground.errors import InputError
+from ground.paths import from_stored, printable, to_stored
 from indexer.scan import normalise_path
 from pixglot.cli import main
-from pixglot.errors import InputError
-from pixglot.paths import from_stored, printable, to_stored
 
 # A name is any bytes but "/" and NUL; "." and ".." are not names.
 names = st.binary(min_size=1, max_size=12).map(lambda b: b.replace(b"/", b"_").replace(b"\0", b"_"))

@@ -21,11 +21,11 @@ from PIL import Image
 
 import indexer
 import model
+from ground.errors import FileFormatError, PixglotWarning
 from indexer import Collection, IndexOptions, ModelMismatch, index_paths
 from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
-from pixglot.errors import FileFormatError, PixglotWarning
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 REPO = Path(__file__).resolve().parent.parent

@@ -22,10 +22,10 @@ from hypothesis import strategies as st
 import indexer
 import model
 from app.query import SearchRequest, run_search
+from ground.errors import InputError, PixglotError
 from indexer import Filters, IndexOptions, index_paths, parse_query, searching, vector_index
 from indexer.samples import SampleExif, write_image, write_images
 from pixglot.cli import main
-from pixglot.errors import InputError, PixglotError
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=16)
 REPO = Path(__file__).resolve().parent.parent

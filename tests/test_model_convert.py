@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 import model
+from ground.download import DownloadError, download
+from ground.errors import InputError
 from model.convert import CheckpointError, convert
 from model.pull import BASE_URL_ENV, pull
 from pixglot.cli import main
-from pixglot.download import DownloadError, download
-from pixglot.errors import InputError
 
 WIDTH, DEPTH, HEADS, MLP, PATCH, GRID, OUT = 32, 2, 4, 48, 16, 4, 24
 IMAGE = PATCH * GRID

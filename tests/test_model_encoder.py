@@ -13,9 +13,9 @@ from PIL import Image
 
 import model
 import model.encoder as encoder_module
+from ground.errors import FileFormatError, InputError, PixglotError
 from model.preprocess import to_value_range
 from model.vit import ViT
-from pixglot.errors import FileFormatError, InputError, PixglotError
 
 TEXTS = ["a cat", "кошка на диване", "", "猫", "a longer caption that wraps " * 6]
 

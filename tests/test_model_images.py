@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from ground.errors import FileFormatError, InputError
 from model.images import BadImageError, open_image
 from model.preprocess import prepare_image, resize, to_value_range
-from pixglot.errors import FileFormatError, InputError
 
 
 def columns(values: list[int], height: int = 2) -> np.ndarray:

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ground.errors import InputError
 from model.vit import ViT
-from pixglot.errors import InputError
 
 
 def tiny(pool: str) -> ViT:

@@ -41,7 +41,7 @@ def kill_leader_only(process: subprocess.Popen, at_least: int) -> None:
 def test_a_killed_pool_owner_leaves_no_worker_behind() -> None:
     script = (
         "import time\n"
-        "from pixglot.processes import worker_pool\n"
+        "from ground.processes import worker_pool\n"
         "if __name__ == '__main__':\n"
         "    pool = worker_pool(2)\n"
         "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
@@ -76,7 +76,7 @@ def test_workers_end_while_their_killed_owner_is_not_yet_reaped() -> None:
     # hold the output open too, so they must see the owner gone without its pid going away.
     script = (
         "import time\n"
-        "from pixglot.processes import worker_pool\n"
+        "from ground.processes import worker_pool\n"
         "if __name__ == '__main__':\n"
         "    pool = worker_pool(2)\n"
         "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"

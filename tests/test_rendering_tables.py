@@ -12,7 +12,7 @@ import pytest
 import regex
 import uharfbuzz as hb
 
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 from rendering import chartables, harfbuzz, kernels
 from rendering.fontstack import INHERIT, default_stack
 from rendering.harfbuzz import Runs, Shaper

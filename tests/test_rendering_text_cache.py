@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rendering
-from pixglot.errors import FileFormatError
+from ground.errors import FileFormatError
 from rendering import fontstack, text_cache
 from rendering.text_cache import TextCache, cache_key
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pixglot.errors import FileFormatError, InputError
+from ground.errors import FileFormatError, InputError
 from rendering import get_renderer, render, render_with_report, renderer_from_config, unifont_font
 from rendering.unifont import UnifontRenderer
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from ground.errors import FileFormatError, InputError
 from pixglot.cli import main
-from pixglot.errors import FileFormatError, InputError
 from training import config as train_config
 from training import load_config, resolve_config
 from training.loop import build_model

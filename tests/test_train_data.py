@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from train_toy import COLOURS, png, toy_config, write_colour_shards
 
 import rendering
+from ground.errors import FileFormatError, InputError, PixglotError
 from model.preprocess import prepare_image, to_value_range
-from pixglot.errors import FileFormatError, InputError, PixglotError
 from rendering.text_cache import TextCache
 from training import data as train_data
 from training import train

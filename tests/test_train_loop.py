@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from train_toy import toy_config, write_colour_shards
 
 import model
-from pixglot.errors import InputError
+from ground.errors import InputError
 from training import checkpoint as ckpt
 from training import train
 from training.loop import LOG_FILE

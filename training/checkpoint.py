@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from pixglot.atomic import write_atomic
-from pixglot.errors import FileFormatError
+from ground.atomic import write_atomic
+from ground.errors import FileFormatError
 
 DIRECTORY = "checkpoints"
 _NAME = re.compile(r"^step-(\d+)\.pt$")

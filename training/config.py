@@ -99,7 +99,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixglot.errors import FileFormatError, InputError
+from ground.errors import FileFormatError, InputError
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from data.captions import WORD_SEPARATOR
+from ground.errors import FileFormatError, InputError
+from ground.processes import exit_with, lifeline
 from model.images import BadImageError
 from model.preprocess import prepare_image
-from pixglot.errors import FileFormatError, InputError
-from pixglot.processes import exit_with, lifeline
 
 COLUMNS = {"key": pa.string(), "image": pa.binary(), "text": pa.string(), "language": pa.string()}
 _HOLDOUT_SALT = "pixglot-holdout:"

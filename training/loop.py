@@ -36,6 +36,8 @@ from torch import Tensor
 
 from evaluation.metrics import mean_over_languages, retrieval_metrics
 from evaluation.runs import code_revision
+from ground.atomic import write_atomic
+from ground.errors import InputError, PixglotError
 from model.encoder import (
     MODEL_FILE,
     Encoder,
@@ -47,8 +49,6 @@ from model.encoder import (
 )
 from model.vit import ViT, VitConfig
 from model.workers import available_cores
-from pixglot.atomic import write_atomic
-from pixglot.errors import InputError, PixglotError
 from rendering.text_cache import TextCache
 from training import checkpoint as ckpt
 from training import config as train_config

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ground.errors import PixglotError
 from model.encoder import prepare_for_model
 from model.workers import ordered_map
-from pixglot.errors import PixglotError
 from rendering.text_cache import RenderedTexts
 
 _MIN_IMAGES_FOR_WORKERS = 64

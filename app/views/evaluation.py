@@ -8,7 +8,7 @@ from app import state
 from evaluation.metrics import DIRECTIONS
 from evaluation.reports import DIRECTION_LABELS
 from evaluation.runs import RunRecord, compare_runs, list_runs
-from pixglot import db
+from ground import db
 
 
 def render(settings: state.Settings) -> None:

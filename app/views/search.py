@@ -11,11 +11,11 @@ import streamlit as st
 from app import query, state, thumbnails
 from app.query import ImageQuery, SearchRequest
 from data.picture_names import Names, names_of, query_language
+from ground.errors import InputError, PixglotError
+from ground.paths import printable
 from indexer.collection import Collection
 from indexer.scan import IMAGE_EXTENSIONS
 from indexer.searching import Hit, parse_query
-from pixglot.errors import InputError, PixglotError
-from pixglot.paths import printable
 
 COLUMNS = 4
 UPLOAD_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)

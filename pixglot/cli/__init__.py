@@ -14,8 +14,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
+from ground.errors import PixglotError, PixglotWarning
 from pixglot import __version__
-from pixglot.errors import PixglotError, PixglotWarning
 
 
 def add_database_option(parser: argparse.ArgumentParser) -> None:

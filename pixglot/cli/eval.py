@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.metrics import CAPTION_PROTOCOLS, PROTOCOLS
+from ground.errors import FileFormatError
 from pixglot.cli import add_database_option
-from pixglot.errors import FileFormatError
 
 
 def _languages(values: list[str] | None) -> list[str] | None:
@@ -96,7 +96,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
 
 
 def _engine(args: argparse.Namespace):  # noqa: ANN202
-    from pixglot.db import connect
+    from ground.db import connect
 
     return connect(args.db)
 
@@ -105,7 +105,7 @@ def _run_benchmark(args: argparse.Namespace) -> int:
     import model
     from evaluation.reports import markdown_report
     from evaluation.retrieval import evaluate_retrieval
-    from pixglot.home import datasets_dir
+    from ground.home import datasets_dir
 
     data = Path(args.data) if args.data else datasets_dir() / args.default_dir
     encoder = model.load(args.model, precision=args.precision, quantize=args.quantize)

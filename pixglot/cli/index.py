@@ -71,7 +71,7 @@ def _options(args: argparse.Namespace):  # noqa: ANN202 - indexer.IndexOptions (
 
 
 def _need_collection(args: argparse.Namespace, what: str) -> str:
-    from pixglot.errors import InputError
+    from ground.errors import InputError
 
     if not args.collection:
         raise InputError(f"{what} needs --collection NAME")
@@ -80,7 +80,7 @@ def _need_collection(args: argparse.Namespace, what: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import indexer
-    from pixglot.errors import InputError
+    from ground.errors import InputError
 
     action = args.paths[0] if args.paths and args.paths[0] in ACTIONS else None
     if args.null and not args.report:
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_failures(name: str, args: argparse.Namespace) -> int:
     import indexer
-    from pixglot.paths import printable, write_paths
+    from ground.paths import printable, write_paths
 
     failures = indexer.open_collection(name, args.db).failures()
     if args.null:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from pixglot.errors import FileFormatError
+from ground.errors import FileFormatError
 
 
 def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type

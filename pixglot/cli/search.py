@@ -6,8 +6,8 @@ import argparse
 import json
 from datetime import date, datetime
 
+from ground.paths import printable, write_paths
 from pixglot.cli import add_database_option
-from pixglot.paths import printable, write_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def parse_when(value: str | None, option: str) -> date | datetime | None:
-    from pixglot.errors import InputError
+    from ground.errors import InputError
 
     if not value:
         return None
@@ -62,7 +62,7 @@ def parse_when(value: str | None, option: str) -> date | datetime | None:
 
 def run(args: argparse.Namespace) -> int:
     import indexer
-    from pixglot.errors import InputError
+    from ground.errors import InputError
 
     if not args.query and not args.image:
         raise InputError("give a text query, --image PATH, or both")

@@ -69,7 +69,7 @@ def prepare_first_collection(args: argparse.Namespace) -> None:
     without this the page's first query would wait for the compiler. A named collection that cannot
     be opened or searched is an error now rather than on the page; any other only a warning."""
     import indexer
-    from pixglot.errors import PixglotError
+    from ground.errors import PixglotError
 
     if args.collection:
         collections = [indexer.open_collection(args.collection, args.db)]
@@ -94,7 +94,7 @@ def _is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> NoReturn:
-    from pixglot.errors import InputError
+    from ground.errors import InputError
 
     if not 1 <= args.port <= 65535:
         raise InputError(f"--port {args.port}: must be between 1 and 65535")

@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Iterable
 
-from pixglot.errors import InputError
+from ground.errors import InputError
 
 _ESCAPED = re.compile(r"(?<=.)//([89a-f][0-9a-f])", re.DOTALL)  # surrogateescape covers bytes 0x80-0xff
 _UNDECODABLE = re.compile("[\udc80-\udcff]")

@@ -21,7 +21,7 @@ from requests.adapters import HTTPAdapter
 from tqdm import tqdm
 from urllib3.util.retry import Retry
 
-from pixglot.errors import PixglotError
+from ground.errors import PixglotError
 
 RETRIES = 3
 BACKOFF_S = 0.5  # the first retry's wait; each next one waits twice as long

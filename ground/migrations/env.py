@@ -1,11 +1,11 @@
-"""Alembic's environment: migrate the connection `pixglot.db.migrate` hands over, inside its
+"""Alembic's environment: migrate the connection `ground.db.migrate` hands over, inside its
 transaction (a failed migration leaves the database as it was)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from pixglot.db import metadata
+from ground.db import metadata
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -1,5 +1,5 @@
 """Pixglot's metadata database: one schema, versioned, migrated on open (by Alembic, with the
-migrations in pixglot/migrations).
+migrations in ground/migrations).
 
 SQLite in PIXGLOT_HOME by default (WAL, so the UI reads while the indexer writes); any SQLAlchemy
 URL instead (PostgreSQL included). All SQL goes through SQLAlchemy Core with bound parameters.
@@ -46,9 +46,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, make_url
 
-from pixglot.errors import PixglotError
-from pixglot.home import default_db_url
-from pixglot.paths import from_stored, to_stored
+from ground.errors import PixglotError
+from ground.home import default_db_url
+from ground.paths import from_stored, to_stored
 
 SCHEMA_VERSION = 1
 
@@ -58,7 +58,7 @@ metadata = MetaData()
 class FilePath(TypeDecorator):
     """A file's path as the operating system names it, stored as text even when it is not UTF-8.
 
-    The column is plain TEXT (the schema is unchanged); `pixglot.paths` says how names that are not
+    The column is plain TEXT (the schema is unchanged); `ground.paths` says how names that are not
     UTF-8 are escaped in it. Values bound in comparisons (`==`, `in_`, `startswith`) are escaped the
     same way, so queries take and return the paths Python's `os` functions use.
     """
