@@ -11,6 +11,11 @@ Names resolve lazily so that decoding workers, which import `indexer.decode`, st
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the names resolve lazily at run time (below)
+    from indexer.collection import Collection
+    from indexer.searching import Hit, ImageQuery
 
 _EXPORTS = {
     "Collection": "indexer.collection",
@@ -25,18 +30,30 @@ _EXPORTS = {
     "Filters": "indexer.searching",
     "Hit": "indexer.searching",
     "parse_query": "indexer.searching",
-    "search": "indexer.searching",
     "warm_up": "indexer.searching",
 }
 
-__all__ = [*_EXPORTS, "open_collection"]
+__all__ = [*_EXPORTS, "open_collection", "search"]
 
 
-def open_collection(name: str, database: str | None = None):  # noqa: ANN201 - Collection (lazy)
+def open_collection(name: str, database: str | None = None) -> Collection:
     """The collection `name` in `database` (default: PIXGLOT_HOME's SQLite)."""
     from indexer.collection import Collection
 
     return Collection.open(name, database)
+
+
+def search(
+    collection: str,
+    text: str | None = None,
+    image: ImageQuery | None = None,
+    *,
+    database: str | None = None,
+    **options,
+) -> list[Hit]:
+    """Ranked hits of the collection named `collection`; see `indexer.searching.search_collection`
+    for the options."""
+    return open_collection(collection, database).search(text, image, **options)
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module attribute hook

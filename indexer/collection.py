@@ -34,6 +34,7 @@ from ground.errors import FileFormatError, InputError, PixglotError
 from ground.home import collections_dir
 from indexer import locking
 from indexer.scan import normalise_path
+from indexer.searching import search_collection
 from indexer.shards import TMP_SUFFIX, ShardStore, atomic_write
 from indexer.vector_index import VectorIndex
 
@@ -640,8 +641,6 @@ class Collection:
 
     def search(self, text: str | None = None, image=None, **options) -> list:  # noqa: ANN001
         """Ranked hits; see `indexer.searching.search_collection` for the options."""
-        from indexer.searching import search_collection
-
         return search_collection(self, text, image, **options)
 
     # ----- removing -----

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -31,7 +31,9 @@ from ground import db
 from ground.errors import FileFormatError, InputError
 from ground.paths import printable, to_stored
 from ground.pictures import DECODE_ERRORS
-from indexer.collection import Collection
+
+if TYPE_CHECKING:  # a Collection calls this module to search itself: no import at run time
+    from indexer.collection import Collection
 from indexer.decode import failure_reason, load_for_model
 from indexer.scan import normalise_path
 
@@ -295,15 +297,3 @@ def warm_up(collection: Collection):  # noqa: ANN201 - model.Encoder, imported l
     encoder.encode_texts([WARM_UP_TEXT])
     collection.vector_index()
     return encoder
-
-
-def search(
-    collection: str,
-    text: str | None = None,
-    image: ImageQuery | None = None,
-    *,
-    database: str | None = None,
-    **options,
-) -> list[Hit]:
-    """`search_collection` on the collection named `collection` (see there for the options)."""
-    return search_collection(Collection.open(collection, database), text, image, **options)
