@@ -32,10 +32,12 @@ venv: $(VENV)/.installed
 
 test: setup
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports
 
 # Builds Emoji-36 if missing, indexes it with the shipped model, then serves the page on localhost.
 demo: setup

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,7 +13,6 @@ from sqlalchemy import Engine, delete, insert, select
 from evaluation.metrics import DIRECTIONS
 from ground.db import connect, eval_runs
 from ground.errors import InputError
-from pixglot import __version__
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +51,7 @@ def code_revision() -> str:
             return top[1]
     except (OSError, subprocess.SubprocessError):
         pass
-    return f"pixglot {__version__}"
+    return f"pixglot {importlib.metadata.version('pixglot')}"
 
 
 def _as_utc(moment: datetime) -> datetime:

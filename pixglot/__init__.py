@@ -6,4 +6,6 @@ docs/architecture.md: `app` (the web page) beside it, `indexer` and `training`, 
 `model`, `rendering` and `data`, and `ground` at the bottom.
 """
 
-__version__ = "0.1.0"
+import importlib.metadata
+
+__version__ = importlib.metadata.version("pixglot")  # pyproject.toml's, as installed
