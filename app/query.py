@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -13,6 +15,9 @@ from ground.errors import InputError
 from indexer.collection import Collection
 from indexer.decode import content_hash
 from indexer.searching import Filters, Hit, parse_query
+
+if TYPE_CHECKING:
+    from model import Encoder
 
 PAGE_SIZE = 24
 MAX_UPLOAD_MB = 20
@@ -88,7 +93,7 @@ def indexed_image(collection: Collection, image_id: int, label: str) -> ImageQue
     )
 
 
-def _image_argument(collection: Collection, image: ImageQuery | None):  # noqa: ANN202 - a path or PIL image
+def _image_argument(collection: Collection, image: ImageQuery | None) -> np.ndarray | Path | None:
     if image is None:
         return None
     if image.pixels is not None:
@@ -120,7 +125,7 @@ class ModelView:
     pixels: np.ndarray  # uint8 H x W x 3
 
 
-def model_views(encoder, text: str) -> list[ModelView]:  # noqa: ANN001 - model.Encoder
+def model_views(encoder: Encoder, text: str) -> list[ModelView]:
     """The renderings the model reads for a text query: the positive words, then each negative term."""
     parsed = parse_query(text)
     views = []

@@ -30,8 +30,8 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import model  # noqa: E402
-from model.encoder import Encoder, read_shipped_config  # noqa: E402
+import model
+from model.encoder import Encoder, read_shipped_config
 
 # NVIDIA's dense (no sparsity) bf16 tensor-core peak of the H100 SXM; a floor, not a promise.
 H100_BF16_DENSE_TFLOPS = 989.0

@@ -31,8 +31,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer import vector_index  # noqa: E402
-from indexer.vector_index import Layout, VectorIndex, choose_layout  # noqa: E402
+from indexer import vector_index
+from indexer.vector_index import Layout, VectorIndex, choose_layout
 
 DIM = 768
 
@@ -117,7 +117,7 @@ def bench_search(n: int, queries: int, sweep: bool, query_spread: float, factory
     ids = np.arange(1, n + 1, dtype=np.int64)
     chunk = 100_000
 
-    def chunks():  # noqa: ANN202
+    def chunks():
         for s in range(0, n, chunk):
             yield ids[s : s + chunk], base[s : s + chunk]
 

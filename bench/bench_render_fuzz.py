@@ -27,10 +27,10 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from test_rendering_fuzz import RENDERERS, TEXTS, check_report  # noqa: E402 - the tests' own strategy
+from test_rendering_fuzz import RENDERERS, TEXTS, check_report
 
-from ground.errors import InputError  # noqa: E402
-from rendering import shared_renderer  # noqa: E402
+from ground.errors import InputError
+from rendering import shared_renderer
 
 
 def fuzz(style: str, examples: int, keep: list[str]) -> Counter:

@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.captions import CaptionDataset, load  # noqa: E402
-from evaluation.metrics import CAPTION_PROTOCOLS  # noqa: E402
+from data.captions import CaptionDataset, load
+from evaluation.metrics import CAPTION_PROTOCOLS
 
 KS = (1, 5, 10)
 UNSPACED = {"ja", "th", "zh"}

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -21,10 +22,13 @@ from tqdm import tqdm
 from ground.atomic import write_atomic
 from ground.home import cache_dir
 
+if TYPE_CHECKING:
+    from model import Encoder
+
 _IMAGE_BATCHES = 256  # images per encoder call, so progress shows and one bad file costs little
 
 
-def model_key(encoder) -> str:  # noqa: ANN001 - any object with the Encoder contract
+def model_key(encoder: Encoder) -> str:
     config = json.dumps(encoder.config, sort_keys=True, default=str)
     # bf16 and int8 leave the weights (and so the fingerprint) alone but change the embeddings.
     arithmetic = f"{encoder.device.type} {encoder.precision} {encoder.quantize}"
@@ -40,7 +44,7 @@ def _digest(items: Sequence[str]) -> str:
     return h.hexdigest()[:32]
 
 
-def _cache_file(encoder, kind: str, key: str) -> Path:  # noqa: ANN001
+def _cache_file(encoder: Encoder, kind: str, key: str) -> Path:
     directory = cache_dir("embeddings") / model_key(encoder)
     directory.mkdir(parents=True, exist_ok=True)
     return directory / f"{kind}-{key}.npz"
@@ -64,7 +68,7 @@ def _load(path: Path) -> dict[str, np.ndarray] | None:
         return None  # a damaged cache entry is recomputed, never trusted
 
 
-def text_embeddings(encoder, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:  # noqa: ANN001
+def text_embeddings(encoder: Encoder, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
     """(len(texts), dim) float32; each distinct text is encoded once and cached."""
     unique = list(dict.fromkeys(texts))
     path = _cache_file(encoder, "texts", _digest(unique))
@@ -96,11 +100,11 @@ def _file_identity(path: Path) -> str:
 
 
 def image_embeddings(
-    encoder,
+    encoder: Encoder,
     paths: Sequence[Path],
     *,
     batch_size: int = 64,
-    progress: bool = False,  # noqa: ANN001
+    progress: bool = False,
 ) -> ImageEmbeddings:
     """Embeddings of the image files; a file that cannot be decoded is a failure, not an exception."""
     path = _cache_file(encoder, "images", _digest([_file_identity(Path(p)) for p in paths]))

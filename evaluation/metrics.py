@@ -25,13 +25,17 @@ values at a time) whatever the number of images and captions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from data.captions import CAPTION_PROTOCOLS
 from ground.errors import InputError
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 PROTOCOLS = (*CAPTION_PROTOCOLS, "words")
 PROTOCOL_DESCRIPTIONS = {
@@ -66,7 +70,7 @@ def _as_embeddings(name: str, array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _embeddings(image_emb, text_emb) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _embeddings(image_emb: ArrayLike, text_emb: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     image_emb = _as_embeddings("image_emb", image_emb)
     text_emb = _as_embeddings("text_emb", text_emb)
     if image_emb.shape[1] != text_emb.shape[1]:
@@ -82,8 +86,8 @@ def _ks(ks: Sequence[int]) -> tuple[int, ...]:
 
 
 def _validate(
-    image_emb, text_emb, text_image, ks
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:  # noqa: ANN001
+    image_emb: ArrayLike, text_emb: ArrayLike, text_image: ArrayLike, ks: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, ...]]:
     image_emb, text_emb = _embeddings(image_emb, text_emb)
     text_image = np.asarray(text_image)
     if text_image.shape != (text_emb.shape[0],):
@@ -125,7 +129,7 @@ def _count(scores: np.ndarray, threshold: np.ndarray, columns: _Columns, strict:
     return n
 
 
-def _chunks(n_rows: int, n_cols: int, max_cells: int):  # noqa: ANN202
+def _chunks(n_rows: int, n_cols: int, max_cells: int) -> Iterator[slice]:
     step = max(1, max_cells // max(1, n_cols))
     for start in range(0, n_rows, step):
         yield slice(start, min(n_rows, start + step))

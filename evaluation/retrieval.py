@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine
@@ -36,6 +37,9 @@ from ground.db import connect
 from ground.errors import InputError, PixglotError
 from ground.home import subdir
 
+if TYPE_CHECKING:
+    from model import Encoder
+
 _STORED_ISSUES = 1000  # issues kept in the database row; the count is always exact
 
 
@@ -56,7 +60,7 @@ class Evaluation:
     reports: dict[str, Path] = field(default_factory=dict)
 
 
-def resolve_model(model_or_name):  # noqa: ANN001, ANN201 - an Encoder, or a name/path for model.load
+def resolve_model(model_or_name: Encoder | str | Path) -> Encoder:
     if isinstance(model_or_name, str | Path):
         return importlib.import_module("model").load(str(model_or_name))
     return model_or_name
@@ -88,7 +92,7 @@ def _report_dir(out_dir: str | Path | None, dataset: str, model: str, now: datet
 
 def evaluate_retrieval(
     data: str | Path | CaptionDataset,
-    model,  # noqa: ANN001 - an Encoder (model.create/model.load), or a name/path given to model.load
+    model: Encoder | str | Path,
     *,
     languages: Sequence[str] | None = None,
     protocol: str = "all",

@@ -7,12 +7,16 @@ import subprocess
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, delete, insert, select
 
 from evaluation.metrics import DIRECTIONS
 from ground.db import connect, eval_runs
 from ground.errors import InputError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
 
 _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +63,7 @@ def _as_utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _record(row) -> RunRecord:  # noqa: ANN001 - a SQLAlchemy Row
+def _record(row: Row) -> RunRecord:
     return RunRecord(
         id=row.id,
         model=row.model,

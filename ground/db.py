@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import alembic.command
 import alembic.config
@@ -49,6 +50,10 @@ from sqlalchemy.engine import Connection, make_url
 from ground.errors import PixglotError
 from ground.home import default_db_url
 from ground.paths import from_stored, to_stored
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine.interfaces import DBAPIConnection
+    from sqlalchemy.pool import ConnectionPoolEntry
 
 SCHEMA_VERSION = 1
 
@@ -188,7 +193,7 @@ def _revision(version: int) -> str:
 
 def _enable_sqlite_pragmas(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
-    def _pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API objects are untyped
+    def _pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
         cursor = dbapi_conn.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         # In WAL mode NORMAL still survives a process crash (kill -9); only power loss can drop

@@ -56,7 +56,7 @@ def search(
     return open_collection(collection, database).search(text, image, **options)
 
 
-def __getattr__(name: str):  # noqa: ANN202 - module attribute hook
+def __getattr__(name: str) -> object:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'indexer' has no attribute {name!r}")

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, delete, func, insert, select, update
@@ -34,9 +35,12 @@ from ground.errors import FileFormatError, InputError, PixglotError
 from ground.home import collections_dir
 from indexer import locking
 from indexer.scan import normalise_path
-from indexer.searching import search_collection
+from indexer.searching import Hit, ImageQuery, search_collection
 from indexer.shards import TMP_SUFFIX, ShardStore, atomic_write
 from indexer.vector_index import VectorIndex
+
+if TYPE_CHECKING:
+    from model import Encoder
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 OWNER_FILE = "collection.json"
@@ -203,7 +207,7 @@ class Collection:
         self.model, self.fingerprint, self.dim = fresh.model, fresh.fingerprint, fresh.dim
 
     # ----- the model -----
-    def encoder(self):  # noqa: ANN201 - model.Encoder, imported lazily (torch) for fast startup
+    def encoder(self) -> Encoder:
         """The collection's model, loaded once; an error if its weights no longer match the collection."""
         with self.lock:
             if self._encoder is None:
@@ -214,7 +218,7 @@ class Collection:
                 self._encoder = encoder
             return self._encoder
 
-    def check_model(self, encoder, name: str) -> None:  # noqa: ANN001 - model.Encoder
+    def check_model(self, encoder: Encoder, name: str) -> None:
         if encoder.fingerprint != self.fingerprint or encoder.dim != self.dim:
             raise ModelMismatch(
                 f"collection {self.name!r} was indexed with model {self.model!r} "
@@ -639,7 +643,7 @@ class Collection:
             return False
         return _servable(row) is not None
 
-    def search(self, text: str | None = None, image=None, **options) -> list:  # noqa: ANN001
+    def search(self, text: str | None = None, image: ImageQuery | None = None, **options) -> list[Hit]:
         """Ranked hits; see `indexer.searching.search_collection` for the options."""
         return search_collection(self, text, image, **options)
 

@@ -6,6 +6,7 @@ import os
 import time
 import warnings
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import Engine, delete, select, update
@@ -16,6 +17,10 @@ from ground.errors import InputError, PixglotWarning
 from indexer.collection import Collection, CollectionNotFound, resolve_engine
 from indexer.ingest import ExistingRow, IndexOptions, IndexReport, IngestRun, Job, jobs_for_files
 from indexer.scan import check_roots, scan, under
+
+if TYPE_CHECKING:
+    from indexer.shards import ShardStore
+    from model import Encoder
 
 DEFAULT_MODEL = "demo"
 # The formats cameras and phones write: a folder of them is a folder of photos.
@@ -30,7 +35,7 @@ def model_label(name: str) -> str:
     return name
 
 
-def _load_model(name: str):  # noqa: ANN202 - model.Encoder, imported lazily (torch)
+def _load_model(name: str) -> Encoder:
     import model
 
     return model.load(name)
@@ -92,7 +97,7 @@ def index_paths(
     return report
 
 
-def _warn_if_photos_are_unknown(name: str, encoder, jobs: Sequence[Job]) -> None:  # noqa: ANN001 - model.Encoder
+def _warn_if_photos_are_unknown(name: str, encoder: Encoder, jobs: Sequence[Job]) -> None:
     """A model that says what it knows, and photos are not among it, finds nonsense in photos."""
     if not encoder.knows or "photos" in encoder.knows:
         return
@@ -188,7 +193,7 @@ def reindex(
     return report
 
 
-def _stored_hashes(collection: Collection, fingerprint: str, store) -> dict[int, str]:  # noqa: ANN001
+def _stored_hashes(collection: Collection, fingerprint: str, store: ShardStore) -> dict[int, str]:
     """id -> content hash of the vectors a model's shards already hold."""
     with collection.engine.connect() as conn:
         shards = collection.shard_rows(conn, fingerprint)
@@ -199,7 +204,7 @@ def _stored_hashes(collection: Collection, fingerprint: str, store) -> dict[int,
     return done
 
 
-def _switch_model(collection: Collection, label: str, encoder, store) -> int:  # noqa: ANN001
+def _switch_model(collection: Collection, label: str, encoder: Encoder, store: ShardStore) -> int:
     """One transaction: drop rows without a vector for the new model, point the collection at it,
     forget the old model's shards. Returns the number of rows dropped."""
     have = np.fromiter(_stored_hashes(collection, encoder.fingerprint, store), dtype=np.int64)
@@ -222,7 +227,7 @@ def _switch_model(collection: Collection, label: str, encoder, store) -> int:  #
     return len(missing)
 
 
-def _set_model(collection: Collection, label: str, encoder) -> None:  # noqa: ANN001
+def _set_model(collection: Collection, label: str, encoder: Encoder) -> None:
     with collection.engine.begin() as conn:
         conn.execute(
             update(db.collections)

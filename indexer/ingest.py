@@ -21,6 +21,7 @@ from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import numpy as np
 from sqlalchemy import delete, insert, update
@@ -33,6 +34,9 @@ from indexer.collection import Collection, now
 from indexer.decode import MAX_FILE_BYTES, Decoded, Failure, Inspection, decode_file, inspect_file
 from indexer.scan import FileEntry
 from indexer.shards import ShardStore
+
+if TYPE_CHECKING:
+    from model import Encoder
 
 
 @dataclass
@@ -114,7 +118,7 @@ class Plan:
 class _InlineExecutor(Executor):
     """Runs each task at submit time: for workers=0 and for runs too small to start processes."""
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # noqa: ANN001 - mirrors Executor.submit
+    def submit(self, fn: Callable[..., object], /, *args: object, **kwargs: object) -> Future:
         future: Future = Future()
         try:
             future.set_result(fn(*args, **kwargs))
@@ -162,8 +166,8 @@ class IngestRun:
     """
 
     def __init__(
-        self, collection: Collection, encoder, options: IndexOptions, report: IndexReport, mode: str
-    ):  # noqa: ANN001
+        self, collection: Collection, encoder: Encoder, options: IndexOptions, report: IndexReport, mode: str
+    ):
         assert mode in ("add", "reencode")
         self.collection = collection
         self.encoder = encoder
@@ -382,7 +386,7 @@ class IngestRun:
         report.timings["write"] += time.perf_counter() - start
 
 
-def _row_values(collection_id: int, plan: Plan, stamp) -> dict:  # noqa: ANN001 - datetime
+def _row_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
     info = plan.inspection
     return {
         "collection_id": collection_id,
@@ -400,7 +404,7 @@ def _row_values(collection_id: int, plan: Plan, stamp) -> dict:  # noqa: ANN001 
     }
 
 
-def _failure_values(collection_id: int, plan: Plan, stamp) -> dict:  # noqa: ANN001 - datetime
+def _failure_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
     info = plan.inspection
     return {
         "collection_id": collection_id,

@@ -31,11 +31,14 @@ from ground import db
 from ground.errors import FileFormatError, InputError
 from ground.paths import printable, to_stored
 from ground.pictures import DECODE_ERRORS
-
-if TYPE_CHECKING:  # a Collection calls this module to search itself: no import at run time
-    from indexer.collection import Collection
 from indexer.decode import failure_reason, load_for_model
 from indexer.scan import normalise_path
+
+if TYPE_CHECKING:
+    # A Collection calls this module to search itself: it is named here, not imported at run time.
+    from indexer.collection import Collection, ImageRow
+    from indexer.vector_index import VectorIndex
+    from model import Encoder
 
 DEFAULT_NEGATIVE_WEIGHT = 0.5
 DEFAULT_IMAGE_WEIGHT = 0.5
@@ -136,7 +139,7 @@ def query_vector(
     image: ImageQuery | None = None,
     negatives: Sequence[tuple[str, float]] = (),
     image_weight: float = DEFAULT_IMAGE_WEIGHT,
-    encoder=None,  # noqa: ANN001 - model.Encoder
+    encoder: Encoder | None = None,
 ) -> np.ndarray:
     encoder = encoder or collection.encoder()
     positive = []
@@ -258,7 +261,9 @@ def _search(
     return [_hit(rows[i], s) for s, i in ranked[offset:need]]
 
 
-def _exact_within(collection: Collection, index, vector: np.ndarray, where: list) -> list[tuple[float, int]]:  # noqa: ANN001
+def _exact_within(
+    collection: Collection, index: VectorIndex, vector: np.ndarray, where: list
+) -> list[tuple[float, int]]:
     with collection.engine.connect() as conn:
         ids = np.fromiter(
             conn.execute(
@@ -280,7 +285,7 @@ def _page(
     return [_hit(rows[i], s) for s, i in page if i in rows]
 
 
-def _hit(row, score: float) -> Hit:  # noqa: ANN001 - collection.ImageRow
+def _hit(row: ImageRow, score: float) -> Hit:
     return Hit(row.id, row.path, score, row.metadata())
 
 
@@ -289,7 +294,7 @@ def _hit(row, score: float) -> Hit:  # noqa: ANN001 - collection.ImageRow
 WARM_UP_TEXT = "Pixglot 猫 قطة на دیوار कुत्ता 🐱 (12) — a line long enough to wrap onto the next one, שלום"
 
 
-def warm_up(collection: Collection):  # noqa: ANN201 - model.Encoder, imported lazily (torch)
+def warm_up(collection: Collection) -> Encoder:
     """Do now what a process's first search would do: load the model, compile the renderer's code (or
     load it from numba's cache, where a warm-up in an earlier process put it) and load the FAISS
     index. The first query then answers as fast as the next ones. Returns the encoder."""

@@ -13,7 +13,7 @@ import datetime
 import math
 import re
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +29,8 @@ from rendering.unifont import DEFAULTS as UNIFONT_DEFAULTS
 # The unifont renderer's defaults are big_vision's render_unifont settings of the published CLIPPO models.
 CLIPPO_RENDERER = {"style": "unifont", **UNIFONT_DEFAULTS}
 _BLOCK = "Transformer/encoderblock"
+# Reads one parameter of a block: (key under the block, expected shape) -> the array.
+Getter = Callable[[str, tuple[int, ...]], np.ndarray]
 _FLAT_BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
 
 
@@ -183,7 +185,7 @@ def infer_architecture(params: _Params) -> tuple[VitConfig, str]:
     return config, layout
 
 
-def _attention(get, prefix: str, width: int, heads: int) -> dict[str, np.ndarray]:
+def _attention(get: Getter, prefix: str, width: int, heads: int) -> dict[str, np.ndarray]:
     """flax MultiHeadDotProductAttention -> PyTorch Linear weights (out x in)."""
     hd = width // heads
     out = {}
@@ -195,7 +197,7 @@ def _attention(get, prefix: str, width: int, heads: int) -> dict[str, np.ndarray
     return out
 
 
-def _mlp(get, prefix: str, width: int, mlp_dim: int, dest: str) -> dict[str, np.ndarray]:
+def _mlp(get: Getter, prefix: str, width: int, mlp_dim: int, dest: str) -> dict[str, np.ndarray]:
     return {
         f"{dest}.fc1.weight": get(f"{prefix}/Dense_0/kernel", (width, mlp_dim)).T,
         f"{dest}.fc1.bias": get(f"{prefix}/Dense_0/bias", (mlp_dim,)),
@@ -204,7 +206,7 @@ def _mlp(get, prefix: str, width: int, mlp_dim: int, dest: str) -> dict[str, np.
     }
 
 
-def _layer_norm(get, prefix: str, width: int, dest: str) -> dict[str, np.ndarray]:
+def _layer_norm(get: Getter, prefix: str, width: int, dest: str) -> dict[str, np.ndarray]:
     return {
         f"{dest}.weight": get(f"{prefix}/scale", (width,)),
         f"{dest}.bias": get(f"{prefix}/bias", (width,)),
@@ -225,7 +227,7 @@ def state_dict_from_params(params: _Params, config: VitConfig, layout: str) -> d
 
     stacked: dict[str, np.ndarray] = {}
 
-    def block_getter(i: int):
+    def block_getter(i: int) -> Getter:
         if layout == "flat":
             return lambda key, shape: params.get(f"{_BLOCK}_{i}/{key}", shape)
 

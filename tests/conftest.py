@@ -36,7 +36,7 @@ def odd_folder(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_encoder():  # noqa: ANN201 - model.Encoder; torch is imported only by tests that use it
+def tiny_encoder():
     """A real, randomly initialised tiny model (the shipped `tiny-test` config)."""
     import model
 
@@ -44,7 +44,7 @@ def tiny_encoder():  # noqa: ANN201 - model.Encoder; torch is imported only by t
 
 
 @pytest.fixture
-def tiny(pixglot_home: Path, tiny_encoder) -> str:  # noqa: ANN001
+def tiny(pixglot_home: Path, tiny_encoder) -> str:
     """The tiny model saved in this test's PIXGLOT_HOME, by name."""
     import model
 

@@ -38,7 +38,7 @@ def library(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]
 
 
 @pytest.fixture
-def shared_home(library, monkeypatch: pytest.MonkeyPatch) -> list[Path]:  # noqa: ANN001
+def shared_home(library, monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     """Tests that only read the shared collection run in its PIXGLOT_HOME."""
     home, paths = library
     monkeypatch.setenv("PIXGLOT_HOME", str(home))

@@ -14,12 +14,12 @@ from ground.home import cache_dir
 
 
 @pytest.fixture
-def collection(pixglot_home: Path, tmp_path: Path):  # noqa: ANN201 - indexer.Collection
+def collection(pixglot_home: Path, tmp_path: Path):
     build_library(pixglot_home, tmp_path / "images", count=4)
     return indexer.open_collection("t")
 
 
-def rows(collection) -> list:  # noqa: ANN001
+def rows(collection) -> list:
     hits = collection.search("cat", k=4)
     return [collection.image(hit.image_id) for hit in hits]
 

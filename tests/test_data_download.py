@@ -36,7 +36,7 @@ class FileServer:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 header = self.headers.get("Range")
                 server.requests.append((self.path, header))
                 if server.failures:

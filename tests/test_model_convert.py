@@ -265,7 +265,7 @@ class _Server:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's naming
+            def do_GET(self):
                 server.requests.append((self.path, self.headers.get("Range")))
                 data = server.files.get(self.path)
                 if data is None:

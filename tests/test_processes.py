@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
 
 
-def wait_for(condition, seconds: float, what: str) -> None:  # noqa: ANN001 - a callable returning bool
+def wait_for(condition, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, what

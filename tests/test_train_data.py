@@ -83,7 +83,7 @@ def spec(
     )
 
 
-def rendered(index: train_data.PairIndex, single_keywords: float = 0.0, trim: bool = True):  # noqa: ANN201
+def rendered(index: train_data.PairIndex, single_keywords: float = 0.0, trim: bool = True):
     """The index's shown texts, their numbers and their cached pixels."""
     texts = train_data.shown_texts(index, single_keywords)
     return texts, {t: i for i, t in enumerate(texts)}, TextCache(RENDERER, trim).get(texts)
@@ -91,7 +91,7 @@ def rendered(index: train_data.PairIndex, single_keywords: float = 0.0, trim: bo
 
 def pair_batches(
     index: train_data.PairIndex, images, batch_spec: train_data.BatchSpec, trim: bool = True
-) -> train_data.PairBatches:  # noqa: ANN001
+) -> train_data.PairBatches:
     _, ids, pixels = rendered(index, batch_spec.single_keywords, trim)
     return train_data.PairBatches(index, images, batch_spec, ids, pixels.count)
 

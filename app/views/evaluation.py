@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import streamlit as st
 
 from app import state
@@ -9,6 +11,9 @@ from evaluation.metrics import DIRECTIONS
 from evaluation.reports import DIRECTION_LABELS
 from evaluation.runs import RunRecord, compare_runs, list_runs
 from ground import db
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 
 def render(settings: state.Settings) -> None:
@@ -72,7 +77,9 @@ def render(settings: state.Settings) -> None:
     )
 
 
-def _pick_run(where, label: str, by_id: dict[int, RunRecord], index: int, key: str) -> RunRecord:  # noqa: ANN001
+def _pick_run(
+    where: DeltaGenerator, label: str, by_id: dict[int, RunRecord], index: int, key: str
+) -> RunRecord:
     """A selectbox of the runs in `where` (the page or a column)."""
     ids = list(by_id)
     return by_id[where.selectbox(label, ids, index=index, format_func=lambda i: _label(by_id[i]), key=key)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import os
 from datetime import date
+from typing import TYPE_CHECKING
 
 import streamlit as st
 
@@ -16,6 +17,13 @@ from ground.paths import printable
 from indexer.collection import Collection
 from indexer.scan import IMAGE_EXTENSIONS
 from indexer.searching import Hit, parse_query
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+    from model import Encoder
 
 COLUMNS = 4
 UPLOAD_TYPES = sorted(extension.lstrip(".") for extension in IMAGE_EXTENSIONS)
@@ -112,7 +120,7 @@ def _filters() -> dict:
 
 
 # ----- the query -----
-def _query_inputs(collection: Collection, encoder) -> SearchRequest:  # noqa: ANN001 - model.Encoder
+def _query_inputs(collection: Collection, encoder: Encoder) -> SearchRequest:
     filters = _filters()
     text = st.text_input("Search", key="text", placeholder=PLACEHOLDER, label_visibility="collapsed")
     st.caption('Any language. A minus excludes: `beach -people`, `dog -"red ball":0.8` (weight 0–10).')
@@ -137,7 +145,7 @@ def _query_inputs(collection: Collection, encoder) -> SearchRequest:  # noqa: AN
     return SearchRequest(collection.name, text, image, weight, **filters)
 
 
-def _take_upload(upload) -> None:  # noqa: ANN001 - streamlit UploadedFile | None
+def _take_upload(upload: UploadedFile | None) -> None:
     current = st.session_state.get("image_query")
     if upload is None:
         if current is not None and current.pixels is not None:
@@ -166,7 +174,7 @@ def _image_chip(collection: Collection, image: ImageQuery) -> None:
         st.button("Clear image", key="clear_image", on_click=_clear_image)
 
 
-def _model_views(encoder, text: str) -> None:  # noqa: ANN001 - model.Encoder
+def _model_views(encoder: Encoder, text: str) -> None:
     views = query.model_views(encoder, text)
     if not views:
         st.caption("Type a query to see it rendered as the model reads it.")
@@ -230,7 +238,7 @@ def _describe(request: SearchRequest) -> str:
 def _card(
     collection: Collection,
     hit: Hit,
-    thumb,  # noqa: ANN001 - Path | None
+    thumb: Path | None,
     names: Names,
     language: str | None,
 ) -> None:

@@ -13,6 +13,7 @@ import pkgutil
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import TextIO
 
 from ground.errors import PixglotError, PixglotWarning
 from pixglot import __version__
@@ -34,7 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
     """Pixglot's own warnings as one line each, like its errors; others as Python shows them."""
     if issubclass(category, PixglotWarning):
         print(f"pixglot: warning: {message}", file=sys.stderr)

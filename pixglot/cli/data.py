@@ -12,7 +12,7 @@ def _codes(values: list[str] | None) -> list[str] | None:
     return [code for value in values for code in value.split(",") if code]
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("data", help="benchmark datasets", description=__doc__.splitlines()[0])
     datasets = parser.add_subparsers(dest="dataset", metavar="DATASET", required=True)
 

@@ -7,12 +7,16 @@ import json
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from evaluation.metrics import CAPTION_PROTOCOLS, PROTOCOLS
 from ground.errors import FileFormatError
 from pixglot.cli import add_database_option
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 
 def _languages(values: list[str] | None) -> list[str] | None:
@@ -22,8 +26,12 @@ def _languages(values: list[str] | None) -> list[str] | None:
 
 
 def _add_benchmark(
-    subparsers, name: str, help_text: str, default_dir: str, default_split: str | None
-) -> None:  # noqa: ANN001
+    subparsers: argparse._SubParsersAction,
+    name: str,
+    help_text: str,
+    default_dir: str,
+    default_split: str | None,
+) -> None:
     p = subparsers.add_parser(name, help=help_text, description=help_text)
     p.add_argument(
         "--data", metavar="DIR", help=f"dataset directory (default: PIXGLOT_HOME/datasets/{default_dir})"
@@ -62,7 +70,7 @@ def _add_benchmark(
     p.set_defaults(func=_run_benchmark, default_dir=default_dir)
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="retrieval evaluation and evaluation runs", description=__doc__.splitlines()[0]
     )
@@ -95,7 +103,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     p.set_defaults(func=_run_list)
 
 
-def _engine(args: argparse.Namespace):  # noqa: ANN202
+def _engine(args: argparse.Namespace) -> Engine:
     from ground.db import connect
 
     return connect(args.db)

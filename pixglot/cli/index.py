@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from pixglot.cli import add_database_option
+
+if TYPE_CHECKING:
+    from indexer import IndexOptions
 
 ACTIONS = ("rebuild", "reindex", "list", "drop")
 
@@ -57,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _options(args: argparse.Namespace):  # noqa: ANN202 - indexer.IndexOptions (imported lazily)
+def _options(args: argparse.Namespace) -> IndexOptions:
     from indexer import IndexOptions
 
     return IndexOptions(

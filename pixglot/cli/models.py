@@ -9,7 +9,7 @@ import sys
 from ground.errors import FileFormatError
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "models", help="models: list, pull, convert", description=__doc__.splitlines()[0]
     )

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
-def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparsers type
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
         help="train a model on image/text Parquet shards",
@@ -35,7 +39,7 @@ def register(subparsers) -> None:  # noqa: ANN001 - argparse's private subparser
     parser.set_defaults(func=run)
 
 
-def _printer(quiet: bool):  # noqa: ANN202
+def _printer(quiet: bool) -> Callable[[dict], None]:
     def show(record: dict) -> None:
         if quiet:
             return
