@@ -366,8 +366,9 @@ class Collection:
     def vector_index(self) -> VectorIndex:
         """The FAISS index, brought up to date with the database if it lags behind.
 
-        A search process only adds and drops entries in memory; a writer (or a reader that finds
-        the collection idle) also rebuilds when the index does not match and saves the result.
+        A search only adds and drops entries in memory (or builds the index there from the
+        shards): searches never write. A writer also rebuilds when the index does not match, and
+        saves the result.
         """
         with self.lock:
             return self._current_index()
@@ -383,15 +384,6 @@ class Collection:
             return self._index
         if self._writing:
             return self.sync_index()
-        fd = locking.try_exclusive(self.folder / LOCK_FILE)
-        if fd is not None:
-            try:
-                self._writing = True
-                self.reload()
-                return self.sync_index()
-            finally:
-                self._writing = False
-                os.close(fd)
         return self._refresh_in_memory()
 
     def _load_saved(self) -> VectorIndex | None:

@@ -372,6 +372,23 @@ def test_corrupt_index_json_is_rebuilt(tiny: str, photos: Path) -> None:
     assert len(indexer.open_collection("c").search("x", k=100)) == 18
 
 
+def _files_of(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_searches_never_write_even_when_the_saved_index_is_stale_or_damaged(tiny: str, photos: Path) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    folder = indexer.open_collection("c").folder
+    (folder / INDEX_JSON).write_text("{not json")
+    before = _files_of(folder)
+    assert len(indexer.open_collection("c").search("x", k=100)) == 18  # built in memory
+    assert _files_of(folder) == before
+    # The next writer mends what it finds.
+    write_images(photos / "more", 2, first_seed=700)
+    index_paths([photos], "c", options=FAST)
+    assert _files_of(folder)[INDEX_JSON] != b"{not json"
+
+
 def test_metadata_from_exif_is_stored(tiny: str, tmp_path: Path) -> None:
     folder = tmp_path / "exif"
     exif = SampleExif(
