@@ -6,12 +6,11 @@ import hashlib
 import io
 import json
 import tarfile
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from http_support import FileServer
 
 from data import xm3600
 from data.archive import UnsafeArchiveError, safe_extract
@@ -19,63 +18,6 @@ from data.captions import load
 from ground.download import DownloadError, download, part_path
 from ground.errors import FileFormatError
 from pixglot.cli import main
-
-
-class FileServer:
-    """Serves `files` (path -> bytes); honours Range unless `ranges` is False; can cut a body short."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.ranges = True
-        self.cut_after: int | None = None  # send only this many body bytes once, then drop the connection
-        self.failures = 0  # answer this many requests with 503 first
-        self.requests: list[tuple[str, str | None]] = []
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:  # keep test output clean
-                pass
-
-            def do_GET(self) -> None:
-                header = self.headers.get("Range")
-                server.requests.append((self.path, header))
-                if server.failures:
-                    server.failures -= 1
-                    self.send_error(503)
-                    return
-                body = server.files.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                if header and server.ranges:
-                    start = int(header.removeprefix("bytes=").split("-")[0])
-                    if start >= len(body):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(body) - start))
-                self.end_headers()
-                payload = body[start:]
-                if server.cut_after is not None:
-                    payload, server.cut_after = payload[: server.cut_after], None
-                    self.wfile.write(payload)
-                    self.wfile.flush()
-                    self.close_connection = True
-                    return
-                self.wfile.write(payload)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

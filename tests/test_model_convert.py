@@ -4,14 +4,13 @@ here from big_vision's ViT / one-tower maths (flax parameter layout, nothing sha
 from __future__ import annotations
 
 import hashlib
-import http.server
 import re
 import socket
-import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+from http_support import FileServer
 
 import model
 from ground.download import DownloadError, download
@@ -256,52 +255,7 @@ def test_cli_convert_reports_bad_checkpoint(tmp_path, capsys):
     assert err.startswith("pixglot: error:") and "x.npz" in err and "Traceback" not in err
 
 
-# --- pull: a loopback HTTP server that honours Range requests -----------------------------------
-
-
-class _Server:
-    def __init__(self, files: dict[str, bytes], honour_range: bool = True):
-        self.files, self.honour_range, self.requests = files, honour_range, []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                server.requests.append((self.path, self.headers.get("Range")))
-                data = server.files.get(self.path)
-                if data is None:
-                    self.send_error(404)
-                    return
-                start = 0
-                header = self.headers.get("Range")
-                if header and server.honour_range:
-                    start = int(header.removeprefix("bytes=").rstrip("-"))
-                    if start >= len(data):
-                        self.send_response(416)
-                        self.send_header("Content-Range", f"bytes */{len(data)}")
-                        self.end_headers()
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Length", str(len(data) - start))
-                self.end_headers()
-                self.wfile.write(data[start:])
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+# --- pull, from a loopback HTTP server (tests/http_support.py) ------------------------------------
 
 
 NAME = "clippo_b16_yfcc100m"
@@ -317,7 +271,7 @@ def test_pull_resumes_a_partial_download_and_installs(pixglot_home, npz_bytes, m
     partial.parent.mkdir(parents=True)
     half = len(npz_bytes) // 2
     partial.write_bytes(npz_bytes[:half])
-    with _Server({f"/{NAME}.npz": npz_bytes}) as server:
+    with FileServer({f"/{NAME}.npz": npz_bytes}) as server:
         monkeypatch.setenv(BASE_URL_ENV, server.url)
         sha = hashlib.sha256(npz_bytes).hexdigest()
         assert main(["models", "pull", NAME, "--quiet", "--sha256", sha]) == 0
@@ -340,7 +294,7 @@ def test_pull_resumes_a_partial_download_and_installs(pixglot_home, npz_bytes, m
 
 def test_pull_checksum_mismatch_is_an_error_and_installs_nothing(pixglot_home, npz_bytes):
     with (
-        _Server({f"/{NAME}.npz": npz_bytes}) as server,
+        FileServer({f"/{NAME}.npz": npz_bytes}) as server,
         pytest.raises(DownloadError, match="checksum mismatch"),
     ):
         pull(NAME, base=server.url, sha256="0" * 64, progress=False)
@@ -351,7 +305,7 @@ def test_pull_checksum_mismatch_is_an_error_and_installs_nothing(pixglot_home, n
 def test_download_restarts_when_the_server_ignores_range(tmp_path, npz_bytes):
     dest = tmp_path / "file.npz"
     (tmp_path / "file.npz.part").write_bytes(b"stale bytes from another file")
-    with _Server({"/f.npz": npz_bytes}, honour_range=False) as server:
+    with FileServer({"/f.npz": npz_bytes}, ranges=False) as server:
         digest = download(f"{server.url}/f.npz", dest, progress=False)
     assert dest.read_bytes() == npz_bytes and digest == hashlib.sha256(npz_bytes).hexdigest()
 
@@ -359,7 +313,7 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path, npz_bytes):
 def test_download_of_a_complete_part_file_and_http_errors(tmp_path, npz_bytes):
     dest = tmp_path / "file.npz"
     (tmp_path / "file.npz.part").write_bytes(npz_bytes)
-    with _Server({"/f.npz": npz_bytes}) as server:
+    with FileServer({"/f.npz": npz_bytes}) as server:
         download(f"{server.url}/f.npz", dest, progress=False)  # 416: nothing left to fetch
         assert dest.read_bytes() == npz_bytes
         with pytest.raises(DownloadError, match="HTTP 404"):
