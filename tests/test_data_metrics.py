@@ -200,11 +200,54 @@ def test_with_many_ties_the_argsort_result_lies_between_the_bounds():
         (np.eye(2), np.eye(2), [0], "one entry per text"),
         (np.eye(2), np.array([[np.nan, 0], [0, 1]]), [0, 1], "NaN"),
         (np.zeros((0, 2)), np.eye(2), [0, 1], "non-empty"),
+        # The message names the array at fault and the sizes it was checked against.
+        (np.array([[np.inf, 0], [0, 1]]), np.eye(2), [0, 1], "image_emb contains NaN or infinite"),
+        (np.eye(2), np.zeros((0, 2)), [], "text_emb must be a non-empty"),
+        (np.eye(2, dtype=np.int64), np.eye(2), [0, 1], "image_emb must hold floats"),
+        (np.eye(2), np.eye(2), [0.0, 1.0], "text_image must hold integer image indices"),
+        (np.eye(2), np.ones((3, 2)), [0], r"one entry per text \(3\)"),
+        (np.ones((2, 3)), np.ones((2, 3)), [0, 2], r"text_image values must lie in \[0, 2\)"),
     ],
 )
 def test_bad_arrays_are_rejected_with_a_clear_message(image_emb, text_emb, text_image, message):
     with pytest.raises(InputError, match=message):
         retrieval_metrics(image_emb, text_emb, text_image)
+
+
+@pytest.mark.parametrize("ks", [(0,), (5, 0), ()])
+def test_k_below_one_or_no_k_is_rejected(ks):
+    with pytest.raises(InputError, match="ks must be positive integers"):
+        retrieval_metrics(np.eye(2), np.eye(2), [0, 1], ks=ks)
+
+
+def test_an_unknown_protocol_is_rejected_and_the_known_ones_named():
+    with pytest.raises(InputError, match="unknown caption protocol 'best'; expected one of all, first"):
+        retrieval_metrics(np.eye(2), np.eye(2), [0, 1], protocol="best")
+
+
+def test_float64_embeddings_are_scored_in_float32():
+    # 1 + 1e-9 is 1.0 in float32, so caption 0 scores its image 0 and image 1 alike: a tie, which
+    # is a miss at k = 1 (pessimistic) and a hit (optimistic). In float64, image 1 would win outright.
+    text_emb = np.array([[1.0, 1.0 + 1e-9], [0.0, 1.0]])
+    m = retrieval_metrics(np.eye(2), text_emb, [0, 1], ks=(1,))
+    assert m["text_to_image"] == {"recall@1": 0.5}
+    assert m["optimistic"]["text_to_image"] == {"recall@1": 1.0}
+
+
+def test_the_mean_over_languages_averages_the_bounds_too():
+    # Language a: caption 0 ties between images 0 and 1 (0.5 each), caption 1 finds image 1;
+    # each image finds its own caption first. Language b: every caption prefers the other image.
+    a = _case([[0.5, 0.5], [0.0, 1.0]], [0, 1], ks=(1,))
+    b = _case([[0.0, 1.0], [1.0, 0.0]], [0, 1], ks=(1,))
+    assert mean_over_languages({"a": a, "b": b}) == {
+        "text_to_image": {"recall@1": 0.25},
+        "image_to_text": {"recall@1": 0.5},
+        "optimistic": {"text_to_image": {"recall@1": 0.5}, "image_to_text": {"recall@1": 0.5}},
+    }
+    only = mean_over_languages({"a": a})  # one language: its own figures
+    assert only["text_to_image"] == {"recall@1": 0.5}
+    assert only["optimistic"]["text_to_image"] == {"recall@1": 1.0}
+    assert mean_over_languages({}) == {}
 
 
 def test_cli_embeddings_prints_the_metrics_as_json(tmp_path, capsys):
@@ -298,8 +341,33 @@ def test_words_match_the_argsort_reference_and_chunking_changes_nothing(seed):
         ([0], [0, 1], "one length"),
         ([0, 1], [0, 5], r"pair_image must hold integer indices in \[0, 2\)"),
         ([0, 0], [0, 1], "query 1 has no relevant image"),
+        ([0, 1], [0, 2], r"pair_image must hold integer indices in \[0, 2\)"),  # one past the end
+        ([0], [2], r"pair_image must hold integer indices in \[0, 2\)"),  # a single pair is checked too
+        ([0, 5], [0, 1], r"pair_text must hold integer indices in \[0, 2\)"),
     ],
 )
 def test_bad_word_pairs_are_rejected_with_a_clear_message(words, images, message):
     with pytest.raises(InputError, match=message):
         word_retrieval_metrics(np.eye(2), np.eye(2), words, images)
+
+
+def test_words_without_ties_have_equal_bounds_and_an_image_without_words_always_misses():
+    # The case above: no two scores tie in any word's row or any image's column, so the optimistic
+    # figures equal the pessimistic ones; image 3, which has no word, misses at every k.
+    m = _words([[0.9, 0.8, 0.7, 0.1], [0.5, 0.6, 0.4, 0.0]], [(0, 0), (0, 1), (1, 2)], ks=(1, 2, 3))
+    assert m["optimistic"] == {
+        "text_to_image": {"recall@1": 0.5, "recall@2": 0.5, "recall@3": 1.0},
+        "image_to_text": {"recall@1": 0.5, "recall@2": 0.75, "recall@3": 0.75},
+    }
+    assert (m["tie_rule"], m["n_images"]) == ("pessimistic", 4)
+
+
+def test_the_mean_over_languages_averages_chance_when_every_language_has_it():
+    # As above: chance at k = 1 is (2/4 + 1/4) / 2 over words and (1/2 + 1/2 + 1/2 + 0) / 4 over images.
+    four = _words([[0.9, 0.8, 0.7, 0.1], [0.5, 0.6, 0.4, 0.0]], [(0, 0), (0, 1), (1, 2)], ks=(1,))
+    # One word of image 0 among two images: 1/2 over words; image 0 has the only word: (1 + 0) / 2.
+    two = _words([[0.9, 0.1]], [(0, 0)], ks=(1,))
+    mean = mean_over_languages({"four": four, "two": two})
+    assert mean["chance"] == {"text_to_image": {"recall@1": 0.4375}, "image_to_text": {"recall@1": 0.4375}}
+    captions = _case([[1.0, 0.0], [0.0, 1.0]], [0, 1], ks=(1,))
+    assert "chance" not in mean_over_languages({"four": four, "captions": captions})

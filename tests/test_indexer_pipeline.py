@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from PIL import Image
 import indexer
 import model
 from ground.errors import FileFormatError, PixglotWarning
-from indexer import Collection, IndexOptions, ModelMismatch, index_paths
+from indexer import Collection, IndexOptions, ModelMismatch, decode, index_paths
 from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
@@ -562,3 +563,78 @@ def test_a_hostile_folder_indexes_every_good_image_and_lists_every_skipped_entry
     assert set(reasons) == set(skipped)
     for path, word in skipped.items():
         assert word in reasons[path], (path, reasons[path])
+
+
+# -- one file read by a worker (indexer.decode) ----------------------------------------------------
+
+
+def test_a_file_is_inspected_with_its_size_time_and_upright_dimensions(tmp_path: Path) -> None:
+    exif = Image.Exif()
+    for turn in range(1, 9):
+        exif[0x0112] = turn
+        path = tmp_path / f"turn{turn}.jpg"
+        Image.new("RGB", (40, 20), (90, 120, 200)).save(path, exif=exif.tobytes())
+        stat = path.stat()
+        before = time.perf_counter()
+        found = decode.inspect_file(str(path))
+        elapsed = time.perf_counter() - before
+        # Orientations 5 to 8 turn the picture a quarter: it is shown 20 wide and 40 high.
+        assert (found.width, found.height) == ((20, 40) if turn >= 5 else (40, 20)), turn
+        assert (found.path, found.size, found.mtime_ns) == (str(path), stat.st_size, stat.st_mtime_ns)
+        assert 0 < found.seconds <= elapsed
+    before = time.perf_counter()
+    decoded = decode.decode_file(str(path), 64)
+    elapsed = time.perf_counter() - before
+    assert (decoded.path, decoded.image.size) == (str(path), (20, 40))
+    assert 0 < decoded.seconds <= elapsed
+
+
+def test_a_bad_file_is_a_failure_with_its_reason_size_and_time(tmp_path: Path) -> None:
+    note = tmp_path / "note.jpg"
+    note.write_bytes(b"hello, I am text")
+    stat = note.stat()
+    for read in (decode.inspect_file, lambda path: decode.decode_file(path, 64)):
+        before = time.perf_counter()
+        failed = read(str(note))
+        elapsed = time.perf_counter() - before
+        assert (failed.path, failed.reason) == (str(note), "not a readable image (unknown or corrupt format)")
+        assert 0 < failed.seconds <= elapsed
+    # The next run compares these with the file's to leave an unchanged bad file alone.
+    inspected = decode.inspect_file(str(note))
+    assert (inspected.size, inspected.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(3 << 20)  # 3 MiB of holes: cheap to make, and never read when refused
+    over = "file is 3 MiB, over the 2 MiB limit"
+    assert decode.inspect_file(str(big), max_bytes=2 << 20).reason == over
+    assert decode.decode_file(str(big), 64, max_bytes=2 << 20).reason == over
+    at_limit = decode.inspect_file(str(big), max_bytes=3 << 20)  # read, then found not to be an image
+    assert at_limit.reason == "not a readable image (unknown or corrupt format)"
+
+
+def test_a_named_pipe_or_a_device_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    pipe = tmp_path / "pipe.jpg"
+    os.mkfifo(pipe)
+
+    def give_up(signum: int, frame: object) -> None:
+        raise RuntimeError("reading a named pipe waited for a writer")
+
+    previous = signal.signal(signal.SIGALRM, give_up)
+    signal.alarm(5)
+    try:
+        results = [decode.inspect_file(str(pipe)), decode.decode_file(str(pipe), 64)]
+        results.append(decode.inspect_file("/dev/null"))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    reasons = [r.reason for r in results]
+    assert reasons == ["not a regular file (a named pipe)"] * 2 + ["not a regular file (a character device)"]
+    assert (results[0].size, results[0].mtime_ns) == (None, None)  # nothing was read
+
+
+def test_an_error_without_a_known_reason_still_reads_as_one_line() -> None:
+    assert decode.failure_reason(ValueError()) == "cannot decode image: ValueError"
+    assert decode.failure_reason(SyntaxError("not a PNG file")) == "cannot decode image: not a PNG file"

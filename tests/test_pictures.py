@@ -90,3 +90,19 @@ def test_16_bit_grey_is_scaled_from_its_full_range_on_every_path() -> None:
     for path, pixels in every_path(encoded(Image.fromarray(wide))).items():
         assert pixels[0, :, 0].tolist() == [0, 1, 128, 255], path
         assert (pixels == pixels[..., :1]).all(), path  # grey stays grey
+
+
+@pytest.mark.parametrize(
+    ("size", "shrunk"),
+    [((200, 130), (67, 65)), ((130, 64), (65, 64)), ((64, 130), (64, 65)), ((127, 127), (127, 127))],
+)
+def test_indexing_shrinks_a_big_picture_by_a_whole_factor_per_side(
+    size: tuple[int, int], shrunk: tuple[int, int]
+) -> None:
+    # A side of at least twice the model's size (64) is divided by the whole number of times it
+    # holds 64, rounded up: 200 holds it 3 times, and ceil(200 / 3) = 67. A shorter side is kept.
+    colour = (30, 140, 220)
+    data = encoded(Image.new("RGB", size, colour))
+    for picture in (load_for_model(data, SIZE), load_for_model(Image.open(io.BytesIO(data)), SIZE)):
+        assert picture.size == shrunk
+        assert (np.asarray(picture) == colour).all()  # a box filter keeps a flat colour

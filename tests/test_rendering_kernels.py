@@ -61,3 +61,10 @@ def test_glyph_atlas_rasterises_each_glyph_once_and_finds_it_again():
     assert more[1] == first[1] and more[0] == max(first) + 1  # only the new glyph is rasterised
     start, size, *_ = atlas.tables
     assert len(start) == 4 and (size[first] > 0).all()  # stored with ink
+
+
+def test_a_glyph_key_splits_back_into_its_font_glyph_and_subpixel_phase():
+    # The key packs the font above bit 24, the glyph id in bits 3..23 and the phase (0..7) below.
+    assert kernels.glyph_key(1, 1, 1) == (1 << 24) + 8 + 1
+    for font, gid, phase in ((0, 36, 0), (3, 37, 5), (17, (1 << 21) - 1, 7)):
+        assert kernels.split_glyph_key(kernels.glyph_key(font, gid, phase)) == (font, gid, phase)

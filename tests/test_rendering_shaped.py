@@ -11,7 +11,7 @@ import pytest
 from rendering import get_renderer
 from rendering.fontstack import default_stack
 from rendering.shaped import ShapedRenderer
-from rendering.text import graphemes, normalize, normalize_many
+from rendering.text import bidi_levels, graphemes, normalize, normalize_many, reorder_runs
 
 BACKGROUND = 255
 
@@ -101,6 +101,48 @@ def test_an_all_right_to_left_line_draws_its_first_word_rightmost(renderer):
     assert np.array_equal(line[-len(first) :], first)
     assert not np.array_equal(line[-len(last) :], last)
     assert not np.array_equal(line[: len(first)], first)
+
+
+def test_a_right_to_left_stretch_of_several_runs_in_a_left_to_right_line_is_drawn_reversed(renderer):
+    # After "abc ", three runs (Arabic, emoji, Arabic) at level 1: drawn as one stretch, in reverse
+    # logical order, so the first Arabic word ends up rightmost.
+    text = "abc مرحبا 🐱 بالعالم"
+    clusters = [c for c, _, _ in line_glyphs(renderer, text)]
+    assert clusters == [0, 1, 2, 3, *range(len(text) - 1, 3, -1)]
+
+
+def test_a_zwnj_inside_a_right_to_left_word_keeps_the_word_whole(renderer):
+    # ZWNJ is dropped by the bidi algorithm (rule X9): it takes the level of the letter before it,
+    # so the Persian word stays one right-to-left stretch instead of two swapped halves.
+    text = "ok می\u200cخواهم"
+    clusters = [c for c, _, _ in line_glyphs(renderer, text)]
+    assert clusters == [0, 1, 2, *range(len(text) - 1, 2, -1)]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("،!", (0, [0, 0])),  # no strong character (P3): level 0, even in Arabic punctuation
+        ("שלום 123", (1, [1, 1, 1, 1, 1, 2, 2, 2])),  # digits in a right-to-left paragraph: I2
+        ("مرحبا 123", (1, [1, 1, 1, 1, 1, 1, 2, 2, 2])),  # after Arabic letters, digits are AN (W2)
+        ("a می\u200cخواهم", (0, [0, 0, 1, 1, 1, 1, 1, 1, 1, 1])),  # the ZWNJ takes the level before it
+    ],
+)
+def test_bidi_levels_of_worked_examples(text, expected):
+    assert bidi_levels(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("levels", "visual"),
+    [
+        ([0, 0, 0], [0, 1, 2]),  # a left-to-right line stays in logical order
+        ([0, 1, 1], [0, 2, 1]),  # two right-to-left runs after a left-to-right one swap
+        ([1, 2, 2, 1], [3, 1, 2, 0]),  # level 2 reversed, then everything at level >= 1
+        ([0, 2, 2], [0, 1, 2]),  # no odd level on the line: runs at level 2 are reversed twice (L2)
+    ],
+)
+def test_reorder_runs_of_worked_examples(levels, visual):
+    assert reorder_runs(levels) == visual
 
 
 def test_devanagari_conjunct_reph_and_pre_base_matra(renderer):
@@ -255,6 +297,11 @@ def test_control_characters_and_lone_surrogates_are_replaced_and_reported(render
     assert rendering.report.replaced == ["\x00", "\x07", "\ud800"]
     layout = renderer.layout("a\x00b\x07c\ud800d")
     assert layout.text == "abc\ufffdd"
+
+
+def test_white_space_beside_a_removed_control_is_one_space_and_only_spaces_are_trimmed():
+    assert normalize("a\tb\x00c") == ("a bc", ["\x00"])
+    assert normalize(" \u3000X-ray of a box X\n") == ("X-ray of a box X", [])
 
 
 def test_unassigned_and_uncovered_code_points_are_reported_missing(renderer):

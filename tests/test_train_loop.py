@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 import torch
@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from train_toy import toy_config, write_colour_shards
 
 import model
-from ground.errors import InputError
+from ground.errors import FileFormatError, InputError
 from training import checkpoint as ckpt
 from training import train
 from training.loop import LOG_FILE
@@ -171,6 +171,33 @@ def test_resume_from_a_checkpoint_ends_with_the_same_weights(
         train(changed, resume=True)
     # The three runs drew their texts once: the later ones read the first one's cache.
     assert len(list((pixglot_home / "cache" / "rendered-texts").glob("*/*.parquet"))) == 1
+
+
+def test_checkpoints_keep_the_newest_and_load_back_what_was_saved(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "run"  # neither folder exists yet
+    for step in (5, 10, 15):
+        ckpt.save(out, step, {"step": step, "weights": torch.full((3,), float(step))}, keep=2)
+    (out / "checkpoints" / "step-0000020.pt.tmp").write_bytes(b"cut short")  # not a checkpoint
+    (out / "checkpoints" / "notes.txt").write_text("nor this")
+    assert ckpt.list_checkpoints(out) == [
+        (10, out / "checkpoints" / "step-0000010.pt"),
+        (15, out / "checkpoints" / "step-0000015.pt"),
+    ]
+    state = ckpt.load(out / "checkpoints" / "step-0000015.pt")
+    assert state["step"] == 15 and torch.equal(state["weights"], torch.tensor([15.0, 15.0, 15.0]))
+
+
+def test_a_damaged_or_unsafe_checkpoint_is_refused_with_its_path_named(tmp_path: Path) -> None:
+    path = ckpt.save(tmp_path / "run", 5, {"step": 5, "weights": torch.zeros(1000)}, keep=1)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    damaged = r"unreadable training checkpoint \((RuntimeError|UnpicklingError|EOFError): "
+    with pytest.raises(FileFormatError, match=damaged) as refused:
+        ckpt.load(path)
+    assert refused.value.path == str(path)
+    # Loading runs no code from the file: only tensors and plain values are accepted.
+    torch.save({"step": 5, "where": PurePosixPath("elsewhere")}, path)
+    with pytest.raises(FileFormatError, match=r"unreadable training checkpoint \(UnpicklingError: "):
+        ckpt.load(path)
 
 
 def test_padded_text_groups_train_the_model_exact_groups_train(shards: Path, tmp_path: Path) -> None:
