@@ -159,15 +159,15 @@ def main() -> None:
         wall = time.perf_counter() - start
         mutmut(folder, "export-cicd-stats", capture=True)
         stats = json.loads((folder / "mutants" / "mutmut-cicd-stats.json").read_text())
-        survivors = {name: status for name, status in not_killed(folder).items() if status != "timeout"}
-        shown = [name for name, status in survivors.items() if status != "not checked"] if args.diffs else []
-        diffs = {name: mutmut(folder, "show", name, capture=True) for name in shown}
+        untested = ("timeout", "not checked", "check was interrupted by user")
+        survivors = {name: status for name, status in not_killed(folder).items() if status not in untested}
+        diffs = {name: mutmut(folder, "show", name, capture=True) for name in survivors} if args.diffs else {}
     finally:
         if cleanup:
             cleanup.cleanup()
 
     verdicts = ("killed", "survived", "timeout", "no_tests", "suspicious", "segfault")
-    checked = sum(stats[v] for v in verdicts) + stats["check_was_interrupted_by_user"]
+    checked = sum(stats[v] for v in verdicts)
     caught = stats["killed"] + stats["timeout"]
     total, skipped = stats["total"], stats["skipped"]
     print()

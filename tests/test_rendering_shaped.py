@@ -138,7 +138,7 @@ def test_bidi_levels_of_worked_examples(text, expected):
         ([0, 0, 0], [0, 1, 2]),  # a left-to-right line stays in logical order
         ([0, 1, 1], [0, 2, 1]),  # two right-to-left runs after a left-to-right one swap
         ([1, 2, 2, 1], [3, 1, 2, 0]),  # level 2 reversed, then everything at level >= 1
-        ([0, 2, 2], [0, 1, 2]),  # no odd level on the line: runs at level 2 are reversed twice (L2)
+        ([0, 2, 2], [0, 1, 2]),  # level 2 is left to right inside right to left: order kept (L2)
     ],
 )
 def test_reorder_runs_of_worked_examples(levels, visual):
