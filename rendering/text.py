@@ -39,7 +39,9 @@ _STRONG_LTR_OR_NUMBER = regex.compile(
 
 def normalize(text: str) -> tuple[str, list[str]]:
     """The text as the renderer draws it, and the characters it removed or replaced."""
-    replaced = [c for c in _CONTROLS.findall(text) if not c.isspace()]
+    # White space is Unicode's (`\s` of `regex`), everywhere: Python's `str.isspace` also counts
+    # U+001C..U+001F, which Unicode does not, and the two rules together kept or spaced them by chance.
+    replaced = [c for c in _CONTROLS.findall(text) if not _SPACES.fullmatch(c)]
     if replaced:
         text = _CONTROLS.sub(_replacement, text)
     text = _SPACES.sub(" ", unicodedata.normalize("NFC", text)).strip(" ")
@@ -60,7 +62,7 @@ def normalize_many(texts: Sequence[str]) -> list[tuple[str, list[str]]]:
 
 def _replacement(match: regex.Match) -> str:
     c = match[0]
-    if c.isspace():
+    if _SPACES.fullmatch(c):
         return " "
     return "" if unicodedata.category(c) == "Cc" else "\ufffd"
 

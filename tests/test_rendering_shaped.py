@@ -304,6 +304,16 @@ def test_white_space_beside_a_removed_control_is_one_space_and_only_spaces_are_t
     assert normalize(" \u3000X-ray of a box X\n") == ("X-ray of a box X", [])
 
 
+@pytest.mark.parametrize("separator", ["\x1c", "\x1d", "\x1e", "\x1f"])
+def test_information_separators_are_controls_whatever_else_the_text_holds(separator):
+    # Python's str.isspace calls U+001C..U+001F white space; Unicode does not: they are controls,
+    # removed and reported, alone or beside another control, at an end or inside.
+    assert normalize(f"a{separator}") == ("a", [separator])
+    assert normalize(f"a{separator}b") == ("ab", [separator])
+    assert normalize(f"a{separator}\x00b") == ("ab", [separator, "\x00"])
+    assert normalize(f"a\x85{separator}b") == ("a b", [separator])  # NEL is Unicode white space
+
+
 def test_unassigned_and_uncovered_code_points_are_reported_missing(renderer):
     text = "ok \u0378 \U00010c80"  # unassigned; Old Hungarian, outside the stack
     report = renderer.render_with_report(text).report
