@@ -16,7 +16,7 @@ from pathlib import Path
 import platformdirs
 
 LEGACY_HOME = Path("~/.cache/pixglot")
-_LEGACY_MARKS = ("ground.db", "models", "collections")
+_LEGACY_MARKS = ("pixglot.db", "models", "collections")
 
 
 def _roots() -> tuple[Path, Path]:
@@ -65,4 +65,4 @@ def cache_dir(kind: str) -> Path:
 
 
 def default_db_url() -> str:
-    return f"sqlite:///{data_home() / 'ground.db'}"
+    return f"sqlite:///{data_home() / 'pixglot.db'}"

@@ -23,7 +23,7 @@ def test_data_and_caches_go_to_the_users_data_and_cache_folders(user: Path) -> N
     data, cache = user / ".local" / "share" / "pixglot", user / ".cache" / "pixglot"
     assert home.models_dir() == data / "models" and home.collections_dir() == data / "collections"
     assert home.datasets_dir() == data / "datasets"
-    assert home.default_db_url() == f"sqlite:///{data / 'ground.db'}"
+    assert home.default_db_url() == f"sqlite:///{data / 'pixglot.db'}"
     assert home.cache_dir("thumbnails") == cache / "thumbnails" and (cache / "thumbnails").is_dir()
 
 
@@ -37,16 +37,16 @@ def test_xdg_folders_are_followed(user: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_pixglot_home_holds_both(user: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PIXGLOT_HOME", str(user / "here"))
     assert home.models_dir() == user / "here" / "models"
-    assert home.default_db_url() == f"sqlite:///{user / 'here' / 'ground.db'}"
+    assert home.default_db_url() == f"sqlite:///{user / 'here' / 'pixglot.db'}"
     assert home.cache_dir("thumbnails") == user / "here" / "cache" / "thumbnails"
 
 
-@pytest.mark.parametrize("mark", ["ground.db", "models", "collections"])
+@pytest.mark.parametrize("mark", ["pixglot.db", "models", "collections"])
 def test_a_home_from_before_the_split_keeps_being_used_whole(user: Path, mark: str) -> None:
     legacy = user / ".cache" / "pixglot"
     legacy.mkdir(parents=True)
-    (legacy / mark).mkdir() if mark != "ground.db" else (legacy / mark).write_bytes(b"")
+    (legacy / mark).mkdir() if mark != "pixglot.db" else (legacy / mark).write_bytes(b"")
     assert home.models_dir() == legacy / "models"
-    assert home.default_db_url() == f"sqlite:///{legacy / 'ground.db'}"
+    assert home.default_db_url() == f"sqlite:///{legacy / 'pixglot.db'}"
     assert home.cache_dir("thumbnails") == legacy / "cache" / "thumbnails"
     assert not (user / ".local").exists()

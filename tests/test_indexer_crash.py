@@ -54,7 +54,7 @@ def test_killed_runs_resume_without_duplicates_or_losses(pixglot_home: Path, tmp
     model.save(model.create("tiny-test"), pixglot_home / "models" / "tiny")
     folder = tmp_path / "photos"
     write_images(folder, IMAGES, size=(40, 30))
-    url = f"sqlite:///{pixglot_home / 'ground.db'}"
+    url = f"sqlite:///{pixglot_home / 'pixglot.db'}"
     env = {**os.environ, "PIXGLOT_HOME": str(pixglot_home)}
     command = index_command(folder)
 
