@@ -108,7 +108,7 @@ def safe_extract(archive: str | Path, target: str | Path) -> list[str]:
                 # Python's own checks as a second line of defence (they also drop setuid bits).
                 tf.extractall(target, members=members, filter="data")
             else:
-                tf.extractall(target, members=members)
+                tf.extractall(target, members=members)  # every member was validated above
     except (tarfile.TarError, EOFError, OSError) as err:
         raise FileFormatError(
             archive, f"not a readable zip or tar archive ({err}); delete it and download again"

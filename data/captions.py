@@ -30,6 +30,13 @@ WORD_SEPARATOR = ", "  # CLDR keywords, and word lists in general: "cat, face, p
 DEFAULT_NAME = "xm3600"
 
 
+def check_caption_protocol(protocol: str) -> None:
+    if protocol not in CAPTION_PROTOCOLS:
+        raise InputError(
+            f"unknown caption protocol {protocol!r}; expected one of {', '.join(CAPTION_PROTOCOLS)}"
+        )
+
+
 @dataclass(frozen=True)
 class Issue:
     kind: str  # bad_line, bad_key, duplicate_key, missing_image, bad_image, bad_captions, empty_captions,
@@ -60,10 +67,7 @@ class CaptionDataset:
 
         `images` restricts to those image indices (e.g. the ones that could be decoded).
         """
-        if protocol not in CAPTION_PROTOCOLS:
-            raise InputError(
-                f"unknown caption protocol {protocol!r}; expected one of {', '.join(CAPTION_PROTOCOLS)}"
-            )
+        check_caption_protocol(protocol)
         texts, owners = [], []
         for index, captions in self._captions_of(language, images):
             chosen = captions[:1] if protocol == "first" else captions

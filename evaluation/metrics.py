@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from data.captions import CAPTION_PROTOCOLS
+from data.captions import CAPTION_PROTOCOLS, check_caption_protocol
 from ground.errors import InputError
 
 if TYPE_CHECKING:
@@ -186,10 +186,7 @@ def _recalls(ranks: np.ndarray, ks: Sequence[int]) -> dict[str, float]:
 
 def select_protocol(text_image: np.ndarray, protocol: str) -> np.ndarray:
     """Indices of the texts that the protocol scores: all, or the first of each image."""
-    if protocol not in CAPTION_PROTOCOLS:
-        raise InputError(
-            f"unknown caption protocol {protocol!r}; expected one of {', '.join(CAPTION_PROTOCOLS)}"
-        )
+    check_caption_protocol(protocol)
     if protocol == "all":
         return np.arange(len(text_image))
     _, first = np.unique(text_image, return_index=True)

@@ -212,10 +212,8 @@ def _results(collection: Collection, request: SearchRequest, count: int) -> tupl
 def _grid(collection: Collection, request: SearchRequest, hits: list[Hit]) -> None:
     paths = thumbnails.thumbnails(collection, hits)
     names = [names_of(hit.path) for hit in hits]
-    try:
-        language = query_language(parse_query(request.text).text, names)
-    except InputError:
-        language = None  # a query that does not parse has no results to name either
+    # The hits came from this text, so it parses.
+    language = query_language(parse_query(request.text).text, names)
     with st.container(key="results"):
         st.markdown(
             _bidi_caption(_describe(request), prefix=f"{len(hits)} best matches for "), unsafe_allow_html=True
