@@ -86,6 +86,22 @@ Schema (section.key = default: meaning):
     text_chunks = "auto"          how a batch's texts are read: 0, one call per text height; n, n
                                   calls of equal size, shorter texts padded and masked (few shapes,
                                   for GPUs); "auto": 4 on CUDA, 0 elsewhere
+
+    [distill]                     learn from a teacher's stored embeddings (training.distill,
+                                  training.teacher; `pixglot distill train`); off while texts and
+                                  images are empty and image_target is "teacher"
+    texts = []                    teacher text embeddings: Parquet (text, language,
+                                  teacher_text_emb), files or directories
+    images = []                   teacher image embeddings: Parquet (key, teacher_image_emb), the
+                                  keys of data.train's images
+    image_target = "teacher"      the image term's target: "teacher" (distill.images) or "self" (the
+                                  student's own image vectors at the start: they stay put)
+    loss = "cosine"               "cosine" (1 - cos) or "mse" (raw head output vs the stored vector)
+    text_weight = 1.0             weight of the text term
+    image_weight = 1.0            weight of the image term
+    contrastive_weight = 0.0      weight of the contrastive loss on data.train's pairs (0: none)
+    text_batch = 256              teacher texts per micro-batch
+    image_batch = 256             images per micro-batch
 """
 
 from __future__ import annotations
@@ -267,6 +283,17 @@ SCHEMA: dict[str, Key | dict[str, Key]] = {
         "grad_checkpointing": Key(False, _boolean),
         "text_chunks": Key("auto", _auto_or(_integer(0))),
     },
+    "distill": {
+        "texts": Key([], _strings),
+        "images": Key([], _strings),
+        "image_target": Key("teacher", _choice("teacher", "self")),
+        "loss": Key("cosine", _choice("cosine", "mse")),
+        "text_weight": Key(1.0, _number(0)),
+        "image_weight": Key(1.0, _number(0)),
+        "contrastive_weight": Key(0.0, _number(0)),
+        "text_batch": Key(256, _integer(1)),
+        "image_batch": Key(256, _integer(1)),
+    },
 }
 
 # Keys that may differ between a run and its resumption: they change neither the batches nor the maths.
@@ -349,7 +376,7 @@ def resolve(raw: dict, base_dir: str | Path | None = None, overrides: dict | Non
         target[key] = value
         cwd_paths.add(dotted)
     config = _resolve_section(raw, SCHEMA, "")
-    for dotted in ("data.train", "data.eval"):
+    for dotted in ("data.train", "data.eval", "distill.texts", "distill.images"):
         section, key = dotted.split(".")
         start = None if dotted in cwd_paths else base
         config[section][key] = [_absolute(p, start) for p in config[section][key]]
@@ -382,9 +409,27 @@ def _check_consistency(config: dict) -> None:
             f"data.text_pairs={data['text_pairs']} leaves no image/text pair in a batch of "
             f"{data['batch_size']}"
         )
+    _check_distill(config["distill"])
     schedule = config["schedule"]
     if schedule["warmup_steps"] > config["steps"]:
         raise InputError(f"schedule.warmup_steps={schedule['warmup_steps']} exceeds steps={config['steps']}")
+
+
+def _check_distill(d: dict) -> None:
+    if not (d["texts"] or d["images"] or d["image_target"] == "self"):
+        return  # no distillation
+    if d["text_weight"] and not d["texts"]:
+        raise InputError(
+            "distill.text_weight > 0 but distill.texts is empty: give the teacher's text embeddings, "
+            "or set text_weight = 0"
+        )
+    if d["image_weight"] and d["image_target"] == "teacher" and not d["images"]:
+        raise InputError(
+            'distill.image_target = "teacher" but distill.images is empty: give the teacher\'s image '
+            'embeddings, use image_target = "self", or set image_weight = 0'
+        )
+    if not (d["text_weight"] or d["image_weight"] or d["contrastive_weight"]):
+        raise InputError("distill: every weight is 0, so nothing would be learnt")
 
 
 def load(path: str | Path, overrides: dict | None = None) -> dict:
@@ -404,7 +449,18 @@ def flatten(config: dict) -> dict[str, Any]:
     return out
 
 
+def _defaults() -> dict[str, Any]:
+    return flatten(
+        {
+            key: {k: v.default for k, v in spec.items()} if isinstance(spec, dict) else spec.default
+            for key, spec in SCHEMA.items()
+        }
+    )
+
+
 def differences(a: dict, b: dict) -> list[str]:
-    """Dotted keys whose values differ between two resolved configs."""
-    fa, fb = flatten(a), flatten(b)
+    """Dotted keys whose values differ between two resolved configs; a key that one of them lacks
+    (written before the key existed) counts as its default."""
+    defaults = _defaults()
+    fa, fb = {**defaults, **flatten(a)}, {**defaults, **flatten(b)}
     return sorted(k for k in set(fa) | set(fb) if fa.get(k) != fb.get(k))

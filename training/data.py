@@ -49,20 +49,21 @@ COLUMNS = {"key": pa.string(), "image": pa.binary(), "text": pa.string(), "langu
 _HOLDOUT_SALT = "pixglot-holdout:"
 
 
-def shard_files(paths: Sequence[str | Path]) -> list[Path]:
-    """The *.parquet files of directories (sorted) and files given directly, in order."""
+def shard_files(paths: Sequence[str | Path], what: str = "training shards") -> list[Path]:
+    """The *.parquet files of directories (sorted) and files given directly, in order; `what` the
+    files are, for the errors."""
     files: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
             found = sorted(path.glob("*.parquet"))
             if not found:
-                raise InputError(f"{path}: no *.parquet training shards in this directory")
+                raise InputError(f"{path}: no *.parquet {what} in this directory")
             files += found
         elif path.is_file():
             files.append(path)
         else:
-            raise InputError(f"{path}: no such shard file or directory")
+            raise InputError(f"{path}: no such file or directory ({what})")
     return files
 
 

@@ -26,7 +26,7 @@ import datetime
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,7 @@ from rendering.text_cache import TextCache
 from training import checkpoint as ckpt
 from training import config as train_config
 from training import data as train_data
+from training import distill
 from training.losses import ContrastiveLoss
 from training.pixels import TrainingPixels, decode_pictures
 from training.schedule import scheduler
@@ -179,13 +180,16 @@ class BatchRunner:
         self.net, self.loss, self.pixels = net, loss, pixels
         self.device, self.precision = pixels.device, precision
 
-    def embed_texts(self, ids: Tensor, groups: Tensor | np.ndarray, slots: Tensor | np.ndarray) -> Tensor:
+    def embed_texts(
+        self, ids: Tensor, groups: Tensor | np.ndarray, slots: Tensor | np.ndarray, normalize: bool = True
+    ) -> Tensor:
         """Texts given by cache number in `data.group_texts` order; returned in slot order."""
         parts, start = [], 0
         for end, rows, padded in groups.tolist():
             part = ids[start:end]
             counts = self.pixels.row_counts(part) if padded else None
-            parts.append(self.net(self.pixels.texts(part, rows), rows=rows, row_counts=counts))
+            pixels = self.pixels.texts(part, rows)
+            parts.append(self.net(pixels, rows=rows, row_counts=counts, normalize=normalize))
             start = end
         return torch.cat(parts)[torch.as_tensor(slots).to(self.device, non_blocking=True)]
 
@@ -364,7 +368,11 @@ def _data(config: dict) -> tuple[train_data.PairIndex, train_data.PairIndex | No
 
 
 def _describe_data(
-    index: train_data.PairIndex, held: train_data.HeldOut | None, held_index: train_data.PairIndex | None
+    index: train_data.PairIndex,
+    held: train_data.HeldOut | None,
+    held_index: train_data.PairIndex | None,
+    terms: distill.DistillTerms | None,
+    teacher_fingerprint: str,
 ) -> dict:
     info = {
         "fingerprint": index.fingerprint,
@@ -380,6 +388,8 @@ def _describe_data(
             "texts": held.n_texts,
             "languages": sorted(held.captions),
         }
+    if terms is not None:
+        info["distill"] = {**terms.describe(), "teacher_fingerprint": teacher_fingerprint}
     return info
 
 
@@ -405,7 +415,11 @@ class Trainer:
         self.name = config["name"] or self.out.name
 
         self.index, held_index = _data(config)
+        self.teacher = distill.read_teacher(config) if distill.enabled(config) else None
         self.net, self.model_config = build_model(config, self.name)
+        if self.teacher is not None and self.teacher.dim is not None:
+            self.net = distill.head_for(self.net, self.teacher.dim, config["seed"])
+            self.model_config["architecture"]["out_dim"] = self.teacher.dim
         self.net.to(self.device)
         self.net.grad_checkpointing = run["grad_checkpointing"]
         loss = config["loss"]
@@ -419,11 +433,16 @@ class Trainer:
 
         self.pixels, self.batches, evaluated, text_ids = self._hold_data(held_index, progress)
         self.runner = BatchRunner(self.net, self.loss, self.pixels, self.precision)
+        self.distill = self._distill_terms(text_ids) if self.teacher is not None else None
+        # A distillation run weighs the contrastive loss as its config says (0: not computed).
+        self.contrastive_weight = config["distill"]["contrastive_weight"] if self.distill else 1.0
         self.evaluators = {
             kind: Evaluator(self.runner, held, pictures, text_ids)
             for kind, (held, pictures) in evaluated.items()
         }
-        self.data_info = _describe_data(self.index, evaluated.get("eval", (None,))[0], held_index)
+        self.data_info = _describe_data(
+            self.index, evaluated.get("eval", (None,))[0], held_index, self.distill, self._teacher_fingerprint
+        )
         self.log = Log(self.out / LOG_FILE, on_record)
         self.step, self.earlier_seconds = 0, 0.0
 
@@ -443,9 +462,9 @@ class Trainer:
         window = d["shuffle_window"]
         images = train_data.image_source(self.index, d["cache_images"], d["cache_max_images"], window)
         cached = isinstance(images, train_data.CachedImages)
-        chunks = self.config["run"]["text_chunks"]
+        chunks = self.text_chunks = self.config["run"]["text_chunks"]
         if chunks == "auto":
-            chunks = _GPU_TEXT_CHUNKS if self.device.type == "cuda" else 0
+            chunks = self.text_chunks = _GPU_TEXT_CHUNKS if self.device.type == "cuda" else 0
         spec = train_data.BatchSpec(
             batch_size=d["batch_size"],
             text_pairs=d["text_pairs"],
@@ -466,6 +485,15 @@ class Trainer:
         if d["eval_seen_images"]:
             evaluated["eval_seen"] = train_data.held_out(self.index, images, d["eval_seen_images"])
         texts = train_data.shown_texts(self.index, d["single_keywords"])
+        if self.teacher is not None:
+            if not cached:
+                raise InputError(
+                    "distillation reads the training images from memory, and data.train holds more "
+                    f"than data.cache_max_images={d['cache_max_images']} of them (or data.cache_images "
+                    "is false): raise the limit, or distil on fewer images"
+                )
+            if self.teacher.texts is not None:
+                texts += self.teacher.texts.texts
         for held in evaluated.values():
             texts += [t for captions, _ in held.captions.values() for t in captions]
         texts = list(dict.fromkeys(texts))
@@ -493,6 +521,52 @@ class Trainer:
             with_pictures[kind] = (held, decode_pictures(held.images, names, size, preprocessing))
         return pixels, batches, with_pictures, text_ids
 
+    def _distill_terms(self, text_ids: dict[str, int]) -> distill.DistillTerms:
+        """The distillation terms, their texts and images numbered as the run holds them."""
+        teacher, d = self.teacher, self.config["distill"]
+        texts = teacher.texts
+        text_rows = np.array([text_ids[t] for t in texts.texts], np.int64) if texts else np.zeros(0, np.int64)
+        trained = np.unique(self.index.key_id)  # held-out keys share the key table: leave them out
+        image_keys, image_targets = np.zeros(0, np.int64), None
+        if d["image_weight"] and d["image_target"] == "teacher":
+            key_id = {self.index.keys[k]: k for k in trained}
+            wanted = [(key_id[key], i) for i, key in enumerate(teacher.images.keys) if key in key_id]
+            if not wanted:
+                raise InputError(
+                    "distill.images: none of the teacher's image keys is an image of data.train "
+                    f"(e.g. {teacher.images.keys[0]!r})"
+                )
+            image_keys = np.array([k for k, _ in wanted], np.int64)
+            image_targets = teacher.images.vectors[[i for _, i in wanted]]
+        elif d["image_weight"]:
+            image_keys = trained
+            image_targets = distill.self_targets(self.out, lambda: self._embed_pictures(trained))
+        return distill.DistillTerms(
+            self.config,
+            text_rows,
+            texts.vectors if texts else None,
+            image_keys,
+            image_targets,
+            self.device,
+            self.text_chunks,
+        )
+
+    @torch.inference_mode()
+    def _embed_pictures(self, keys: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The network's head output (not normalised) for the held pictures of `keys`, with the
+        arithmetic of `Encoder`."""
+        training = self.net.training
+        self.net.eval()
+        try:
+            with autocast(self.device, "bf16" if self.device.type == "cuda" else "fp32"):
+                starts = range(0, len(keys), batch_size)
+                batches = (torch.from_numpy(keys[i : i + batch_size]) for i in starts)
+                pictures = (self.pixels.pictures(batch) for batch in batches)
+                parts = [self.net(x, normalize=False) for x in pictures]
+        finally:
+            self.net.train(training)
+        return torch.cat(parts).float().cpu().numpy()
+
     @property
     def seconds(self) -> float:
         """Training time over all sessions of this run."""
@@ -515,6 +589,11 @@ class Trainer:
                 f"{path}: the training shards changed since this run started "
                 "(their fingerprint differs); resuming would not give the same model"
             )
+        if state.get("teacher_fingerprint", "") != self._teacher_fingerprint:
+            raise InputError(
+                f"{path}: the teacher's embeddings changed since this run started (their fingerprint "
+                "differs); resuming would not give the same model"
+            )
         self.net.load_state_dict(state["model"])
         self.loss.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -533,8 +612,13 @@ class Trainer:
             "rng": ckpt.rng_state(),
             "config": self.config,
             "data_fingerprint": self.index.fingerprint,
+            "teacher_fingerprint": self._teacher_fingerprint,
             "seconds": self.seconds,
         }
+
+    @property
+    def _teacher_fingerprint(self) -> str:
+        return self.teacher.fingerprint if self.teacher is not None else ""
 
     def checkpoint(self) -> None:
         ckpt.save(self.out, self.step, self.state_dict(), self.config["run"]["keep_checkpoints"])
@@ -588,28 +672,30 @@ class Trainer:
         config, run, o = self.config, self.config["run"], self.config["optimizer"]
         steps, accumulate = config["steps"], o["accumulate"]
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        stream = iter(
-            train_data.loader(
-                self.batches,
-                self.step * accumulate,
-                steps * accumulate,
-                config["data"]["workers"],
-                pin_memory=self.device.type == "cuda",
+        stream = None
+        if self.contrastive_weight:
+            stream = iter(
+                train_data.loader(
+                    self.batches,
+                    self.step * accumulate,
+                    steps * accumulate,
+                    config["data"]["workers"],
+                    pin_memory=self.device.type == "cuda",
+                )
             )
-        )
         # Summed on the device and read at log steps only: reading a loss each step would make the
         # host wait for the device every step.
-        loss_sum = torch.zeros((), device=self.device)
+        sums: dict[str, Tensor] = {}
         window_steps, window_start, paused = 0, time.perf_counter(), 0.0
         while self.step < steps:
             self.optimizer.zero_grad(set_to_none=True)
-            for _ in range(accumulate):
-                batch = next(stream)
-                if batch["error"]:
-                    raise PixglotError(f"training data: {batch['error']}")
-                value = self.runner(batch) / accumulate
+            for micro in range(accumulate):
+                terms = self.loss_terms(stream, self.step * accumulate + micro)
+                value = sum(terms.values()) / accumulate
                 value.backward()
-                loss_sum += value.detach()
+                for name, term in {"loss": value, **terms}.items():
+                    part = term.detach() / (1 if name == "loss" else accumulate)
+                    sums[name] = sums[name] + part if name in sums else part
             grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()
@@ -617,10 +703,11 @@ class Trainer:
             self.step += 1
             window_steps += 1
             if self.step % run["log_every"] == 0 or self.step in (1, steps):
-                loss = float(loss_sum) / window_steps  # waits for the device: the window's time is complete
+                # Reading the sums waits for the device: the window's time is complete after it.
+                means = {name: float(total) / window_steps for name, total in sums.items()}
                 seconds = time.perf_counter() - window_start - paused
-                self.log_step(loss, lr, float(grad_norm), window_steps * accumulate / max(seconds, 1e-9))
-                loss_sum.zero_()
+                self.log_step(means, lr, float(grad_norm), window_steps * accumulate / max(seconds, 1e-9))
+                sums = {}
                 window_steps, window_start, paused = 0, time.perf_counter(), 0.0
             started = time.perf_counter()
             if run["checkpoint_every"] and self.step % run["checkpoint_every"] == 0 and self.step < steps:
@@ -629,13 +716,30 @@ class Trainer:
                 self.evaluate()
             paused += time.perf_counter() - started
 
-    def log_step(self, loss: float, lr: float, grad_norm: float, batches_per_second: float) -> None:
+    def loss_terms(self, stream: Iterator[dict] | None, number: int) -> dict[str, Tensor]:
+        """The weighted terms of micro-batch `number` by name; their sum is what is minimised."""
+        terms = {}
+        with autocast(self.device, self.precision):
+            if stream is not None:
+                batch = next(stream)
+                if batch["error"]:
+                    raise PixglotError(f"training data: {batch['error']}")
+                terms["contrastive"] = self.contrastive_weight * self.runner(batch)
+            if self.distill is not None:
+                terms.update(self.distill(self.runner, number))
+        return terms
+
+    def log_step(
+        self, means: dict[str, float], lr: float, grad_norm: float, batches_per_second: float
+    ) -> None:
+        """`means`: the window's mean loss ("loss") and, in a distillation run, of each term."""
         record = {
             "step": self.step,
             "epoch": round(
                 self.step * self.config["optimizer"]["accumulate"] / self.batches.batches_per_epoch, 3
             ),
-            "loss": loss,
+            "loss": means["loss"],
+            **({"terms": {k: v for k, v in means.items() if k != "loss"}} if self.distill else {}),
             "lr": lr,
             "temperature": self.net.temperature.item(),
             "grad_norm": grad_norm,
@@ -650,7 +754,7 @@ class Trainer:
         """The model directory: weights, and a config that says how they were made."""
         self.model_config["provenance"] = {
             **self.model_config["provenance"],
-            "trained_with": "pixglot train",
+            "trained_with": "pixglot distill" if self.distill else "pixglot train",
             "code_revision": code_revision(),
             "data_fingerprint": self.index.fingerprint,
             "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

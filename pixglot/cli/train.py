@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "training/configs/. Kill a run at any time: the same command with --resume continues it from "
         "its last checkpoint.",
     )
+    add_run_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a training run, shared by `pixglot train` and `pixglot distill train`."""
     parser.add_argument("--config", required=True, metavar="FILE", help="training config (.toml or .json)")
     parser.add_argument("--out", metavar="DIR", help="output (model) directory; overrides the config's 'out'")
     parser.add_argument(
@@ -36,7 +42,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue the run in the output directory from its last checkpoint (or start it)",
     )
     parser.add_argument("--quiet", action="store_true", help="print only the final summary")
-    parser.set_defaults(func=run)
 
 
 def _printer(quiet: bool) -> Callable[[dict], None]:
@@ -53,9 +58,10 @@ def _printer(quiet: bool) -> Callable[[dict], None]:
                 file=sys.stderr,
             )
         elif "loss" in record:
+            terms = "".join(f" ({name} {value:.4f})" for name, value in record.get("terms", {}).items())
             print(
-                f"step {record['step']}: loss {record['loss']:.4f}, lr {record['lr']:.2e}, temperature "
-                f"{record['temperature']:.2f}, {record['pairs_per_second']:.1f} pairs/s",
+                f"step {record['step']}: loss {record['loss']:.4f}{terms}, lr {record['lr']:.2e}, "
+                f"temperature {record['temperature']:.2f}, {record['pairs_per_second']:.1f} pairs/s",
                 file=sys.stderr,
             )
         elif "event" in record:
@@ -64,10 +70,14 @@ def _printer(quiet: bool) -> Callable[[dict], None]:
     return show
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, overrides: dict | None = None, distilling: bool = False) -> int:
+    """Trains as the config and the options say; `overrides`: further dotted config keys;
+    `distilling`: the config must name a teacher."""
+    from ground.errors import InputError
     from training import load_config, train
+    from training.distill import enabled
 
-    overrides = {}
+    overrides = dict(overrides or {})
     if args.out:
         overrides["out"] = args.out
     if args.data:
@@ -75,6 +85,11 @@ def run(args: argparse.Namespace) -> int:
     if args.eval_data:
         overrides["data.eval"] = args.eval_data
     config = load_config(args.config, overrides)
+    if distilling and not enabled(config):
+        raise InputError(
+            f"{args.config}: no teacher in its [distill] section (texts, images or image_target = "
+            '"self"): give --teacher-texts, or train without a teacher with pixglot train'
+        )
     result = train(config, resume=args.resume, on_record=_printer(args.quiet))
     summary = f"trained {result.steps} steps in {result.seconds / 60:.1f} min; model in {result.out}"
     if result.held_out:
