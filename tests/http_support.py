@@ -16,6 +16,7 @@ class FileServer:
         self.cut_after: int | None = None  # send only this many body bytes once, then drop the connection
         self.failures = 0  # answer this many requests with 503 first
         self.requests: list[tuple[str, str | None]] = []
+        self.clients: list[str | None] = []  # the User-Agent header of every request
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -25,6 +26,7 @@ class FileServer:
             def do_GET(self) -> None:
                 header = self.headers.get("Range")
                 server.requests.append((self.path, header))
+                server.clients.append(self.headers.get("User-Agent"))
                 if server.failures:
                     server.failures -= 1
                     self.send_error(503)
