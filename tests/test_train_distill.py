@@ -407,7 +407,7 @@ def test_embed_teacher_targets_the_english_source_and_goes_on_after_a_stop(
     summary = embed_shards(embedder, [with_source], out, target="source")
     assert (out / "texts" / "part-0.parquet").stat().st_mtime_ns == written
     assert summary["text_rows"] == len(read)
-    with pytest.raises(InputError, match="holds the embeddings of .* \\(target source\\)"):
+    with pytest.raises(InputError, match="holds the embeddings of .* \\(target source, fraction 1.0\\)"):
         embed_shards(embedder, [with_source], out, target="text")
 
 
@@ -443,3 +443,36 @@ def test_the_command_line_embeds_a_teacher_and_distils(
     assert main(argv) == 0
     assert "distill_text" in capsys.readouterr().err
     assert model.load(tmp_path / "s").dim == 32
+
+
+def test_a_fraction_of_the_captions_is_the_same_fixed_draw_every_time(
+    shards: Path, teacher: tuple[Path, Path], tmp_path: Path
+) -> None:
+    teacher_model, full = teacher
+    embedder = load_teacher(f"pixglot:{teacher_model}")
+    half = embed_shards(embedder, [shards], tmp_path / "half", fraction=0.5)
+    again = embed_shards(embedder, [shards], tmp_path / "again", fraction=0.5)
+    rows = read_teacher_texts([tmp_path / "half" / "texts"])
+    assert 0 < half["text_rows"] < 16 and half["images"] == 8
+    assert rows.texts == read_teacher_texts([tmp_path / "again" / "texts"]).texts
+    assert again["text_rows"] == half["text_rows"]
+    everything = read_teacher_texts([full / "texts"])
+    vectors = dict(zip(everything.texts, everything.vectors, strict=True))
+    assert all(np.allclose(vectors[t], v) for t, v in zip(rows.texts, rows.vectors, strict=True))
+    with pytest.raises(InputError, match="fraction: expected a number in"):
+        embed_shards(embedder, [shards], tmp_path / "none", fraction=0.0)
+
+
+def test_captions_of_held_out_images_are_not_taught(
+    shards: Path, teacher: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, embeddings = teacher
+    out = tmp_path / "run"
+    config = _distill_config(shards, embeddings, out, steps=2, data={"eval_fraction": 0.45})
+    train(config)
+    data = json.loads((out / "config.json").read_text())["training"]["data"]
+    held = data["held_out"]["images"]
+    assert 0 < held < 8
+    # Each colour has two captions (English, German), and the teacher's rows name their image.
+    assert data["distill"]["text_rows"] == 2 * (8 - held)
+    assert data["distill"]["images"] == 8 - held

@@ -72,9 +72,12 @@ class Teacher:
         return None if source is None else source.vectors.shape[1]
 
 
-def read_teacher(config: dict) -> Teacher:
+def read_teacher(config: dict, held_out: set[str] = frozenset()) -> Teacher:
+    """The teacher's vectors the run learns from; text rows of the `held_out` keys left out."""
     d = config["distill"]
     texts = read_teacher_texts(d["texts"], config["data"]["languages"]) if d["texts"] else None
+    if texts is not None and held_out:
+        texts = texts.subset(np.array([key not in held_out for key in texts.keys], bool))
     images = read_teacher_images(d["images"]) if d["images"] else None
     if texts is not None and images is not None and texts.vectors.shape[1] != images.vectors.shape[1]:
         raise InputError(
@@ -171,6 +174,18 @@ class DistillTerms(nn.Module):
             "images": len(self.image_keys) if self.image_weight else 0,
             "dim": next((t.shape[1] for t in (self.text_targets, self.image_targets) if t is not None), None),
         }
+
+    def progress(self, batches: int, batches_per_second: float) -> dict[str, float]:
+        """For the log: passes over the teacher texts and the images so far, and their rates."""
+        record = {}
+        for name, n, size, weight in (
+            ("texts", len(self.text_ids), self.text_batch, self.text_weight),
+            ("images", len(self.image_keys), self.image_batch, self.image_weight),
+        ):
+            if weight:
+                record[f"{name}_epoch"] = round(batches * size / n, 3)
+                record[f"{name}_per_second"] = batches_per_second * size
+        return record
 
     def texts(self, runner: BatchRunner, number: int) -> Tensor:
         rows = epoch_batch(len(self.text_ids), self.text_batch, self.seed, _TEXT_STREAM, number)

@@ -25,6 +25,7 @@ text and each key's image is embedded once per shard.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ from training.data import shard_files
 from training.teacher import write_teacher_images, write_teacher_texts
 
 TEACHER_FILE = "teacher.json"
+_SAMPLE_SALT = "pixglot-teacher-sample:"
 _BATCH = 256
 
 
@@ -63,7 +65,9 @@ class PixglotTeacher:
     name: str
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode_texts(texts)
+        # Through the rendered-text cache, all at once (the cache adds one segment per call): a student
+        # that reads with the same renderer finds them drawn.
+        return self.encoder.encode_texts(texts, cached=True)
 
     def embed_images(self, images: list[bytes]) -> np.ndarray:
         return self.encoder.encode_images(images)
@@ -99,12 +103,18 @@ class OpenClipTeacher:
         self.tokenizer = open_clip.get_tokenizer(arch)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return _batched(self._texts, texts)
+
+    def embed_images(self, images: list[bytes]) -> np.ndarray:
+        return _batched(self._images, images)
+
+    def _texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
             return self.model.encode_text(self.tokenizer(texts).to(self.device)).float().cpu().numpy()
 
-    def embed_images(self, images: list[bytes]) -> np.ndarray:
+    def _images(self, images: list[bytes]) -> np.ndarray:
         import torch
 
         pixels = torch.stack([self.preprocess(open_image(data)) for data in images]).to(self.device)
@@ -124,6 +134,12 @@ class HuggingFaceTeacher:
         self.processor = AutoProcessor.from_pretrained(spec)
 
     def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return _batched(self._texts, texts)
+
+    def embed_images(self, images: list[bytes]) -> np.ndarray:
+        return _batched(self._images, images)
+
+    def _texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
         # SigLIP models were trained on texts padded to their full length, and read them so.
@@ -131,7 +147,7 @@ class HuggingFaceTeacher:
         with torch.inference_mode():
             return self.model.get_text_features(**inputs.to(self.device)).float().cpu().numpy()
 
-    def embed_images(self, images: list[bytes]) -> np.ndarray:
+    def _images(self, images: list[bytes]) -> np.ndarray:
         import torch
 
         inputs = self.processor(images=[open_image(data) for data in images], return_tensors="pt")
@@ -167,27 +183,44 @@ def _read_shard(path: Path, target: str) -> pa.Table:
     return pq.read_table(path, columns=columns)
 
 
-def embed_shard(teacher: Teacher, path: Path, out: Path, target: str) -> tuple[int, int]:
+def sampled(key: str, language: str, text: str, fraction: float) -> bool:
+    """Whether a caption row is among the `fraction` kept: a fixed draw per row, so every run (and
+    every shard order) keeps the same rows."""
+    digest = hashlib.sha256(f"{_SAMPLE_SALT}{key}\0{language}\0{text}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def embed_shard(
+    teacher: Teacher, path: Path, out: Path, target: str, fraction: float = 1.0
+) -> tuple[int, int]:
     """Writes out/texts/<shard> and out/images/<shard>; returns (text rows, images)."""
     table = _read_shard(path, target)
-    texts, languages = table.column("text").to_pylist(), table.column("language").to_pylist()
+    keys, texts = table.column("key").to_pylist(), table.column("text").to_pylist()
+    languages = table.column("language").to_pylist()
     sources = table.column(target).to_pylist()
-    keep = [i for i, s in enumerate(sources) if s is not None and texts[i] is not None]
+    keep = [
+        i
+        for i, s in enumerate(sources)
+        if s is not None
+        and texts[i] is not None
+        and (fraction >= 1 or sampled(keys[i], languages[i], texts[i], fraction))
+    ]
     distinct = list(dict.fromkeys(sources[i] for i in keep))
-    vectors = _batched(teacher.embed_texts, distinct) if distinct else np.zeros((0, 1), np.float32)
+    vectors = teacher.embed_texts(distinct) if distinct else np.zeros((0, 1), np.float32)
     row_of = {text: i for i, text in enumerate(distinct)}
     write_teacher_texts(
         out / "texts" / path.name,
         [texts[i] for i in keep],
         [languages[i] for i in keep],
         vectors[[row_of[sources[i]] for i in keep]],
+        [keys[i] for i in keep],
     )
     first: dict[str, bytes] = {}
-    for key, image in zip(table.column("key").to_pylist(), table.column("image").to_pylist(), strict=True):
+    for key, image in zip(keys, table.column("image").to_pylist(), strict=True):
         if image is not None:
             first.setdefault(key, image)
     keys = list(first)
-    images = _batched(teacher.embed_images, [first[k] for k in keys]) if keys else np.zeros((0, 1))
+    images = teacher.embed_images([first[k] for k in keys]) if keys else np.zeros((0, 1))
     write_teacher_images(out / "images" / path.name, keys, images)
     return len(keep), len(keys)
 
@@ -197,29 +230,36 @@ def embed_shards(
     shards: Sequence[str | Path],
     out: str | Path,
     target: str = "text",
+    fraction: float = 1.0,
     progress: bool = False,
 ) -> dict:
     """Every shard's teacher embeddings into `out` (skipping shards already done); returns the
-    summary written to out/teacher.json."""
+    summary written to out/teacher.json. `fraction`: embed only this fraction of the caption rows
+    (a fixed draw per row; every image is embedded), for sets whose every caption in every language
+    would not fit a run's memory."""
     if target not in ("text", "source"):
         raise InputError(f"target: expected 'text' or 'source', got {target!r}")
+    if not 0 < fraction <= 1:
+        raise InputError(f"fraction: expected a number in (0, 1], got {fraction}")
     out = Path(out)
     summary_path = out / TEACHER_FILE
     files = shard_files(shards)
     if summary_path.is_file():
         earlier = json.loads(summary_path.read_text(encoding="utf-8"))
-        if (earlier.get("teacher"), earlier.get("target")) != (teacher.name, target):
+        asked = {"teacher": teacher.name, "target": target, "fraction": fraction}
+        made = {name: earlier.get(name, 1.0 if name == "fraction" else None) for name in asked}
+        if made != asked:
             raise InputError(
-                f"{out} holds the embeddings of {earlier.get('teacher')} (target {earlier.get('target')}); "
-                "give another output directory"
+                f"{out} holds the embeddings of {made['teacher']} (target {made['target']}, fraction "
+                f"{made['fraction']}); give another output directory"
             )
-    summary = {"teacher": teacher.name, "target": target, "shards": []}
+    summary = {"teacher": teacher.name, "target": target, "fraction": fraction, "shards": []}
     _write_summary(summary_path, summary)
     rows = images = 0
     for path in tqdm(files, desc="teacher embeddings", unit="shard", disable=not progress):
         done = (out / "texts" / path.name).is_file() and (out / "images" / path.name).is_file()
         if not done:
-            embed_shard(teacher, path, out, target)
+            embed_shard(teacher, path, out, target, fraction)
         rows += pq.read_metadata(out / "texts" / path.name).num_rows
         images += pq.read_metadata(out / "images" / path.name).num_rows
         summary["shards"].append(path.name)

@@ -367,6 +367,11 @@ def _data(config: dict) -> tuple[train_data.PairIndex, train_data.PairIndex | No
     return index, held_index
 
 
+def _present_keys(index: train_data.PairIndex) -> set[str]:
+    """The keys of the index's rows (a split index shares its key table with its other half)."""
+    return {index.keys[k] for k in np.unique(index.key_id)}
+
+
 def _describe_data(
     index: train_data.PairIndex,
     held: train_data.HeldOut | None,
@@ -415,7 +420,13 @@ class Trainer:
         self.name = config["name"] or self.out.name
 
         self.index, held_index = _data(config)
-        self.teacher = distill.read_teacher(config) if distill.enabled(config) else None
+        self.teacher = None
+        if distill.enabled(config):
+            # Captions of held-out images would teach the student what it is then tested on.
+            held_out = set()
+            if held_index is not None:
+                held_out = _present_keys(held_index) - _present_keys(self.index)
+            self.teacher = distill.read_teacher(config, held_out)
         self.net, self.model_config = build_model(config, self.name)
         if self.teacher is not None and self.teacher.dim is not None:
             self.net = distill.head_for(self.net, self.teacher.dim, config["seed"])
@@ -431,11 +442,11 @@ class Trainer:
         self.optimizer = make_optimizer(params, config, self.device)
         self.schedule = scheduler(self.optimizer, config["schedule"], config["steps"])
 
+        # A distillation run weighs the contrastive loss as its config says (0: not computed).
+        self.contrastive_weight = config["distill"]["contrastive_weight"] if self.teacher else 1.0
         self.pixels, self.batches, evaluated, text_ids = self._hold_data(held_index, progress)
         self.runner = BatchRunner(self.net, self.loss, self.pixels, self.precision)
         self.distill = self._distill_terms(text_ids) if self.teacher is not None else None
-        # A distillation run weighs the contrastive loss as its config says (0: not computed).
-        self.contrastive_weight = config["distill"]["contrastive_weight"] if self.distill else 1.0
         self.evaluators = {
             kind: Evaluator(self.runner, held, pictures, text_ids)
             for kind, (held, pictures) in evaluated.items()
@@ -484,7 +495,8 @@ class Trainer:
             evaluated["eval"] = train_data.held_out(held_index, source, d["eval_max_images"])
         if d["eval_seen_images"]:
             evaluated["eval_seen"] = train_data.held_out(self.index, images, d["eval_seen_images"])
-        texts = train_data.shown_texts(self.index, d["single_keywords"])
+        # Without the contrastive loss no pair batch is drawn, so the pairs' texts are never read.
+        texts = train_data.shown_texts(self.index, d["single_keywords"]) if self.contrastive_weight else []
         if self.teacher is not None:
             if not cached:
                 raise InputError(
@@ -733,19 +745,20 @@ class Trainer:
         self, means: dict[str, float], lr: float, grad_norm: float, batches_per_second: float
     ) -> None:
         """`means`: the window's mean loss ("loss") and, in a distillation run, of each term."""
-        record = {
-            "step": self.step,
-            "epoch": round(
-                self.step * self.config["optimizer"]["accumulate"] / self.batches.batches_per_epoch, 3
-            ),
-            "loss": means["loss"],
-            **({"terms": {k: v for k, v in means.items() if k != "loss"}} if self.distill else {}),
-            "lr": lr,
-            "temperature": self.net.temperature.item(),
-            "grad_norm": grad_norm,
-            "pairs_per_second": batches_per_second * self.config["data"]["batch_size"],
-            "seconds": round(self.seconds, 3),
-        }
+        batches = self.step * self.config["optimizer"]["accumulate"]
+        record = {"step": self.step, "loss": means["loss"]}
+        if self.contrastive_weight:
+            record["epoch"] = round(batches / self.batches.batches_per_epoch, 3)
+            record["pairs_per_second"] = batches_per_second * self.config["data"]["batch_size"]
+        if self.distill is not None:
+            record["terms"] = {k: v for k, v in means.items() if k != "loss"}
+            record.update(self.distill.progress(batches, batches_per_second))
+        record.update(
+            lr=lr,
+            temperature=self.net.temperature.item(),
+            grad_norm=grad_norm,
+            seconds=round(self.seconds, 3),
+        )
         if self.loss.bias is not None:
             record["bias"] = self.loss.bias.item()
         self.log.write(record)

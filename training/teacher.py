@@ -4,12 +4,14 @@ A distillation run never runs its teacher: the teacher's embeddings are computed
 `training.embed_teacher`, or by any program that writes these columns) and stored beside the data,
 so the trainer needs neither the teacher's framework nor its weights, and any teacher works.
 
-    texts:   text (string), language (string), teacher_text_emb (list of float)
+    texts:   text (string), language (string), teacher_text_emb (list of float), and optionally
+             key (string or null): the image the caption belongs to
     images:  key (string), teacher_image_emb (list of float)
 
 A text row asks the student to embed the rendered `text` as the teacher embedded it (or embedded its
 English source, in a translated set). A text may appear in several rows, in several languages: each
-row is one training example. An image row names an image of the training shards by its `key`; a key
+row is one training example. A text row's key lets a run leave out the captions of the images it
+holds out for evaluation. An image row names an image of the training shards by its `key`; a key
 has one teacher embedding. Every vector of a set has the same length, and is finite and not zero.
 """
 
@@ -30,6 +32,9 @@ from training.data import shard_files
 
 TEXT_COLUMNS = ("text", "language", "teacher_text_emb")
 IMAGE_COLUMNS = ("key", "teacher_image_emb")
+# Cosine above which two vectors of one key are the same: an image embedded in two batches differs in
+# the last bits (bf16 arithmetic, other batch shapes), a different image by far more.
+_SAME_VECTOR = 0.999
 
 
 @dataclass(frozen=True)
@@ -37,6 +42,16 @@ class TeacherTexts:
     texts: list[str]
     languages: list[str]
     vectors: np.ndarray  # (n, dim) float32, as the teacher gave them (not normalised)
+    keys: list[str | None]  # the image each caption belongs to, where the files say
+
+    def subset(self, keep: np.ndarray) -> TeacherTexts:
+        """The rows where `keep` (bool, one per row) is true."""
+        return TeacherTexts(
+            [t for t, k in zip(self.texts, keep, strict=True) if k],
+            [lang for lang, k in zip(self.languages, keep, strict=True) if k],
+            self.vectors[keep],
+            [key for key, k in zip(self.keys, keep, strict=True) if k],
+        )
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -82,10 +97,12 @@ def _vectors(path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:
     return vectors
 
 
-def _read(paths: Sequence[str | Path], columns: tuple[str, ...], what: str) -> tuple[dict, np.ndarray]:
-    """The string columns (lists) and the vector column of every file, the vectors' lengths checked
-    across files."""
-    strings: dict[str, list[str]] = {name: [] for name in columns[:-1]}
+def _read(
+    paths: Sequence[str | Path], columns: tuple[str, ...], what: str, optional: tuple[str, ...] = ()
+) -> tuple[dict, np.ndarray]:
+    """The string columns (lists; an `optional` one absent from a file is None there, and may hold
+    nulls) and the vector column of every file, the vectors' lengths checked across files."""
+    strings: dict[str, list] = {name: [] for name in (*columns[:-1], *optional)}
     parts: list[np.ndarray] = []
     first: Path | None = None
     for path in shard_files(paths, what):
@@ -99,10 +116,13 @@ def _read(paths: Sequence[str | Path], columns: tuple[str, ...], what: str) -> t
                 path, f"lacks the column(s) {', '.join(missing)} ({what} have {', '.join(columns)})"
             )
         for name in strings:
+            if name in optional and name not in table.column_names:
+                strings[name] += [None] * table.num_rows
+                continue
             column = table.column(name)
             if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
                 raise FileFormatError(path, f"column {name!r} is {column.type}, expected strings")
-            if column.null_count:
+            if column.null_count and name not in optional:
                 raise FileFormatError(path, f"column {name!r} has {column.null_count} empty (null) value(s)")
             strings[name] += column.to_pylist()
         vectors = _vectors(path, table.column(columns[-1]), columns[-1])
@@ -120,24 +140,26 @@ def _read(paths: Sequence[str | Path], columns: tuple[str, ...], what: str) -> t
 
 def read_teacher_texts(paths: Sequence[str | Path], languages: Sequence[str] = ()) -> TeacherTexts:
     """Every text row of the files (directories: their *.parquet), only `languages` if given."""
-    strings, vectors = _read(paths, TEXT_COLUMNS, "teacher text embeddings")
-    texts, langs = strings["text"], strings["language"]
-    if languages:
-        wanted = set(languages)
-        keep = np.array([lang in wanted for lang in langs], bool)
-        if not keep.any():
-            raise InputError(
-                f"no teacher text embeddings in the language(s) {', '.join(sorted(wanted))} "
-                f"in {', '.join(map(str, paths))}"
-            )
-        texts = [t for t, k in zip(texts, keep, strict=True) if k]
-        langs = [lang for lang, k in zip(langs, keep, strict=True) if k]
-        vectors = vectors[keep]
-    return TeacherTexts(texts, langs, vectors)
+    strings, vectors = _read(paths, TEXT_COLUMNS, "teacher text embeddings", optional=("key",))
+    rows = TeacherTexts(strings["text"], strings["language"], vectors, strings["key"])
+    if not languages:
+        return rows
+    kept = rows.subset(np.isin(rows.languages, list(languages)))
+    if not len(kept):
+        raise InputError(
+            f"no teacher text embeddings in the language(s) {', '.join(sorted(languages))} "
+            f"in {', '.join(map(str, paths))}"
+        )
+    return kept
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def read_teacher_images(paths: Sequence[str | Path]) -> TeacherImages:
-    """Every image row of the files; a key given twice must have the same vector both times."""
+    """Every image row of the files, a key once; a key given twice (an image whose captions span two
+    shards) must have the same vector both times, up to the rounding of another batch."""
     strings, vectors = _read(paths, IMAGE_COLUMNS, "teacher image embeddings")
     first: dict[str, int] = {}
     keep = []
@@ -145,7 +167,7 @@ def read_teacher_images(paths: Sequence[str | Path]) -> TeacherImages:
         if key not in first:
             first[key] = i
             keep.append(i)
-        elif not np.array_equal(vectors[first[key]], vectors[i]):
+        elif _cosine(vectors[first[key]], vectors[i]) < _SAME_VECTOR:
             raise InputError(f"teacher image embeddings: key {key!r} is given twice with different vectors")
     return TeacherImages([strings["key"][i] for i in keep], vectors[keep])
 
@@ -163,14 +185,21 @@ def _write(path: str | Path, table: pa.Table) -> Path:
 
 
 def write_teacher_texts(
-    path: str | Path, texts: Sequence[str], languages: Sequence[str], vectors: np.ndarray
+    path: str | Path,
+    texts: Sequence[str],
+    languages: Sequence[str],
+    vectors: np.ndarray,
+    keys: Sequence[str | None] | None = None,
 ) -> Path:
-    if not len(texts) == len(languages) == len(vectors):
+    keys = [None] * len(texts) if keys is None else list(keys)
+    if not len(texts) == len(languages) == len(vectors) == len(keys):
         raise InputError(
-            f"teacher texts: {len(texts)} texts, {len(languages)} languages and {len(vectors)} vectors"
+            f"teacher texts: {len(texts)} texts, {len(languages)} languages, {len(keys)} keys and "
+            f"{len(vectors)} vectors"
         )
     columns = [pa.array(list(texts), pa.string()), pa.array(list(languages), pa.string())]
-    return _write(path, pa.table([*columns, _vector_column(vectors)], names=list(TEXT_COLUMNS)))
+    columns += [_vector_column(vectors), pa.array(keys, pa.string())]
+    return _write(path, pa.table(columns, names=[*TEXT_COLUMNS, "key"]))
 
 
 def write_teacher_images(path: str | Path, keys: Sequence[str], vectors: np.ndarray) -> Path:

@@ -62,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="embed each row's text (default), or its English source (a 'source' column): every "
         "language then learns the teacher's English",
     )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=1.0,
+        help="embed only this fraction of the caption rows, a fixed draw per row (default: all)",
+    )
     p.set_defaults(func=_embed_teacher)
 
 
@@ -77,7 +83,8 @@ def _train(args: argparse.Namespace) -> int:
 def _embed_teacher(args: argparse.Namespace) -> int:
     from training.embed_teacher import embed_shards, load_teacher
 
-    summary = embed_shards(load_teacher(args.teacher), args.shards, args.out, args.target, progress=True)
+    teacher = load_teacher(args.teacher)
+    summary = embed_shards(teacher, args.shards, args.out, args.target, args.fraction, progress=True)
     print(
         f"{summary['teacher']}: {summary['text_rows']} text rows and {summary['images']} images from "
         f"{len(summary['shards'])} shard(s) in {args.out}"

@@ -59,9 +59,14 @@ def _printer(quiet: bool) -> Callable[[dict], None]:
             )
         elif "loss" in record:
             terms = "".join(f" ({name} {value:.4f})" for name, value in record.get("terms", {}).items())
+            rates = ", ".join(
+                f"{record[f'{what}_per_second']:.1f} {what}/s"
+                for what in ("pairs", "texts", "images")
+                if f"{what}_per_second" in record
+            )
             print(
                 f"step {record['step']}: loss {record['loss']:.4f}{terms}, lr {record['lr']:.2e}, "
-                f"temperature {record['temperature']:.2f}, {record['pairs_per_second']:.1f} pairs/s",
+                f"temperature {record['temperature']:.2f}, {rates}",
                 file=sys.stderr,
             )
         elif "event" in record:
