@@ -13,7 +13,6 @@ import sys
 from datetime import date, datetime
 from pathlib import Path
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -317,8 +316,12 @@ def test_after_a_warm_up_no_query_compiles_anything(search_home: Path) -> None:
         "🐱🐶 שלום 123",
         "बिल्ली -कुत्ता",
     ]
-    # The session's numba cache: the probe loads what it holds rather than compiling it again.
-    env = {**os.environ, "PIXGLOT_HOME": str(search_home), "NUMBA_CACHE_DIR": numba.config.CACHE_DIR}
+    # The session's numba cache (where this process's rendering loops are cached; numba puts a loop
+    # under NUMBA_CACHE_DIR in the same sub-folder): the probe loads it rather than compiling again.
+    from rendering.kernels import text_facts
+
+    session_cache = Path(text_facts._cache._cache_path).parent
+    env = {**os.environ, "PIXGLOT_HOME": str(search_home), "NUMBA_CACHE_DIR": str(session_cache)}
     done = subprocess.run(
         [sys.executable, "-c", WARM_PROBE, *queries],
         cwd=REPO,
