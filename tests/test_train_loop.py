@@ -303,3 +303,16 @@ def test_worker_processes_build_the_same_batches(shards: Path, tmp_path: Path) -
     train(toy_config(shards, inline, steps=6, data={"text_pairs": 0.25}))
     train(toy_config(shards, workers, steps=6, data={"text_pairs": 0.25, "workers": 2}))
     assert_same_weights(inline, workers)
+
+
+def test_a_run_uses_its_threads_and_gives_the_caller_s_back(shards: Path, tmp_path: Path) -> None:
+    before = torch.get_num_threads()
+    during: list[int] = []
+    try:
+        torch.set_num_threads(before + 2)
+        config = toy_config(shards, tmp_path / "run", steps=2, run={"threads": 1})
+        train(config, on_record=lambda record: during.append(torch.get_num_threads()))
+        assert set(during) == {1}
+        assert torch.get_num_threads() == before + 2
+    finally:
+        torch.set_num_threads(before)

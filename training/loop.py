@@ -416,7 +416,6 @@ class Trainer:
         self.out, self.found = _output_dir(config, resume)
         self.device, self.precision = _device(config)
         run, o = config["run"], config["optimizer"]
-        torch.set_num_threads(run["threads"] or _default_threads(self.device))
         self.name = config["name"] or self.out.name
 
         self.index, held_index = _data(config)
@@ -798,4 +797,16 @@ def train(
     """Train as `config` (a resolved training config) says; with `resume`, continue the run in its
     output directory from its last checkpoint (or start it, if it has none). `progress` shows a bar
     while the texts are rendered into the cache."""
-    return Trainer(config, resume, on_record, progress).run()
+    with _torch_threads(config["run"]["threads"] or _default_threads(_device(config)[0])):
+        return Trainer(config, resume, on_record, progress).run()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """PyTorch's thread count is the process's: a run sets its own and gives the caller's back."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
