@@ -1,15 +1,13 @@
-"""Reading photos: any file Pillow knows, as 8-bit RGB, with the decompression-bomb guard left on."""
+"""Reading photos for the model: `ground.pictures`' one loader, its failures as BadImageError."""
 
 from __future__ import annotations
 
-import io
-import warnings
 from pathlib import Path
 
 from PIL import Image
 
 from ground.errors import FileFormatError
-from ground.pictures import DECODE_ERRORS, orientation, to_rgb, upright
+from ground.pictures import DECODE_ERRORS, open_picture
 
 ImageSource = str | Path | bytes | Image.Image
 
@@ -28,21 +26,12 @@ def describe(src: ImageSource) -> str:
 
 
 def open_image(src: ImageSource) -> Image.Image:
-    """An RGB image from a path, encoded bytes, or a Pillow image.
-
-    The first frame of an animation, as `ground.pictures` says every path reads a picture: upright
-    by its EXIF orientation, transparency composited onto white, 16-bit grey scaled to 8 bits.
-    Raises BadImageError naming the source and the reason.
-    """
+    """An RGB image from a path, encoded bytes, or a Pillow image, every pixel kept, as
+    `ground.pictures` says every path reads a picture. Raises BadImageError naming the source and
+    the reason."""
     name = describe(src)
     try:
-        with warnings.catch_warnings():
-            # Above Pillow's warning threshold but below its hard limit: keep going, the image is legal.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = src if isinstance(src, Image.Image) else _open(src)
-            image.seek(0)
-            image.load()
-            return to_rgb(upright(image, orientation(image)))
+        return open_picture(src)
     except FileNotFoundError:
         raise BadImageError(name, "no such file") from None
     except IsADirectoryError:
@@ -56,9 +45,3 @@ def open_image(src: ImageSource) -> Image.Image:
         if "truncated" in reason:
             reason = f"truncated or damaged file ({reason})"
         raise BadImageError(name, f"cannot decode: {reason}") from None
-
-
-def _open(src: str | Path | bytes) -> Image.Image:
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        return Image.open(io.BytesIO(bytes(src)))
-    return Image.open(Path(src))

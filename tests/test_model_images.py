@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -171,3 +175,20 @@ def test_decompression_bomb_guard_stays_on(monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 pixels > 2 x 1000: Pillow refuses
     with pytest.raises(BadImageError, match="too large to decode safely"):
         open_image(data)
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # Training, evaluation and uploads read through the one loader (ground.pictures), which refuses
+    # what is not a regular file before opening it for reading (a pipe would wait for a writer).
+    pipe = tmp_path / "photo.jpg"
+    os.mkfifo(pipe)
+    probe = "import sys; from model.images import open_image; open_image(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(pipe)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert f"{pipe}: cannot decode: not a regular file (a named pipe)" in done.stderr
