@@ -318,33 +318,13 @@ class IngestRun:
         ready, touched, failed = self.ready, self.touched, self.failed
         if not (ready or touched or failed):
             return
-        collection = self.collection
         stamp = now()
-        with collection.engine.begin() as conn:
-            if self.mode == "add":
-                replaced = [p.job.row.id for p in ready if p.job.row is not None]
-                if replaced:
-                    collection.delete_images(conn, replaced)
-                ids = []
-                if ready:
-                    rows = [_row_values(collection.id, p, stamp) for p in ready]
-                    ids = (
-                        conn.execute(
-                            insert(db.images).returning(db.images.c.id, sort_by_parameter_order=True), rows
-                        )
-                        .scalars()
-                        .all()
-                    )
-            else:
-                ids = [p.job.row.id for p in ready]
-                changed = [p for p in ready if p.inspection.content_hash != p.job.row.content_hash]
-                for plan in changed:
-                    values = _row_values(collection.id, plan, stamp)
-                    conn.execute(update(db.images).where(db.images.c.id == plan.job.row.id).values(values))
+        with self.collection.engine.begin() as conn:
+            ids = self._write_rows(conn, ready, stamp)
             if ready:
                 record_shard(
                     conn,
-                    collection.id,
+                    self.collection.id,
                     self.store,
                     self.fingerprint,
                     np.asarray(ids, dtype=np.int64),
@@ -358,23 +338,52 @@ class IngestRun:
                     .where(db.images.c.id == plan.job.row.id)
                     .values(size=plan.inspection.size, mtime_ns=plan.inspection.mtime_ns)
                 )
-            done = [p.job.path for p in ready + touched] + [p.job.path for p in failed]
-            for start_at in range(0, len(done), 5_000):
-                conn.execute(
-                    delete(db.index_failures)
-                    .where(db.index_failures.c.collection_id == collection.id)
-                    .where(db.index_failures.c.path.in_(done[start_at : start_at + 5_000]))
-                )
-            if failed:
-                conn.execute(
-                    insert(db.index_failures), [_failure_values(collection.id, p, stamp) for p in failed]
-                )
+            self._write_failures(conn, [p.job.path for p in ready + touched], failed, stamp)
             if self.mode == "add" and ready:
-                collection.bump(conn)
+                self.collection.bump(conn)
         # Committed: from here on these vectors are found through the shards.
         for plan, image_id in zip(ready, ids, strict=True):
             self.known.setdefault(plan.inspection.content_hash, int(image_id))
         self.fresh = {h: v for h, v in self.fresh.items() if h not in self.known}
+        self._count(ready, touched, failed)
+        self.ready, self.touched, self.failed = [], [], []
+        self.report.timings["write"] += time.perf_counter() - start
+
+    def _write_rows(self, conn: Connection, ready: list[Plan], stamp: datetime) -> list[int]:
+        """The rows of the encoded files, inserted (replacing a changed file's row) or, re-indexing,
+        updated in place; their ids, in the order of `ready`."""
+        collection = self.collection
+        if self.mode == "reencode":
+            for plan in ready:
+                if plan.inspection.content_hash != plan.job.row.content_hash:
+                    values = _row_values(collection.id, plan, stamp)
+                    conn.execute(update(db.images).where(db.images.c.id == plan.job.row.id).values(values))
+            return [p.job.row.id for p in ready]
+        replaced = [p.job.row.id for p in ready if p.job.row is not None]
+        if replaced:
+            collection.delete_images(conn, replaced)
+        if not ready:
+            return []
+        rows = [_row_values(collection.id, p, stamp) for p in ready]
+        statement = insert(db.images).returning(db.images.c.id, sort_by_parameter_order=True)
+        return conn.execute(statement, rows).scalars().all()
+
+    def _write_failures(self, conn: Connection, done: list[str], failed: list[Plan], stamp: datetime) -> None:
+        """The failures of this batch recorded, and earlier ones of the files done (or failed again)
+        cleared."""
+        paths = done + [p.job.path for p in failed]
+        for start_at in range(0, len(paths), 5_000):
+            conn.execute(
+                delete(db.index_failures)
+                .where(db.index_failures.c.collection_id == self.collection.id)
+                .where(db.index_failures.c.path.in_(paths[start_at : start_at + 5_000]))
+            )
+        if failed:
+            conn.execute(
+                insert(db.index_failures), [_failure_values(self.collection.id, p, stamp) for p in failed]
+            )
+
+    def _count(self, ready: list[Plan], touched: list[Plan], failed: list[Plan]) -> None:
         report = self.report
         if self.mode == "add":
             report.added += sum(1 for p in ready if p.job.row is None)
@@ -382,8 +391,6 @@ class IngestRun:
         report.touched += len(touched)
         report.failed += len(failed)
         report.failures.extend((p.job.path, p.reason) for p in failed)
-        self.ready, self.touched, self.failed = [], [], []
-        report.timings["write"] += time.perf_counter() - start
 
 
 def _row_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:

@@ -190,21 +190,19 @@ def search_collection(
     if not 0 <= image_weight <= 1:
         raise InputError(f"image weight {image_weight}: must be between 0 and 1")
     with collection.lock:
-        return _search(collection, text, image, k, offset, min_score, filters, negatives, image_weight, model)
+        vector = _vector(collection, text, image, negatives, image_weight, model)
+        return _rank(collection, vector, filters or Filters(), offset, offset + k, min_score)
 
 
-def _search(
+def _vector(
     collection: Collection,
     text: str | None,
     image: ImageQuery | None,
-    k: int,
-    offset: int,
-    min_score: float | None,
-    filters: Filters | None,
     negatives: Sequence[tuple[str, float]] | None,
     image_weight: float,
     model: str | None,
-) -> list[Hit]:
+) -> np.ndarray:
+    """The query's vector, with the collection's model (or `model`, checked to be the same)."""
     encoder = None
     if model is not None:
         import model as model_module
@@ -213,12 +211,22 @@ def _search(
         collection.check_model(encoder, model)
     parsed = parse_query(text or "")
     terms = list(parsed.negatives) + list(negatives or ())
-    vector = query_vector(collection, parsed.text, image, terms, image_weight, encoder)
-    filters = filters or Filters()
+    return query_vector(collection, parsed.text, image, terms, image_weight, encoder)
+
+
+def _rank(
+    collection: Collection,
+    vector: np.ndarray,
+    filters: Filters,
+    offset: int,
+    need: int,
+    min_score: float | None,
+) -> list[Hit]:
+    """Hits offset..need of the ranking: exactly among the matching images when a filter leaves
+    few, else from the vector index, asked for more until the page is full."""
     index = collection.vector_index()
-    need = offset + k
     where = filters.clauses()
-    live = index.state.live
+    share = 1.0
     if filters.active:
         with collection.engine.connect() as conn:
             matching = conn.execute(
@@ -226,12 +234,26 @@ def _search(
             ).scalar_one()
         if matching == 0:
             return []
-        if matching <= max(EXACT_FILTER_LIMIT, EXACT_FILTER_SHARE * live):
+        if matching <= max(EXACT_FILTER_LIMIT, EXACT_FILTER_SHARE * index.state.live):
             ranked = _exact_within(collection, index, vector, where)
             return _page(collection, ranked, offset, need, min_score)
-        share = matching / max(live, 1)
-    else:
-        share = 1.0
+        share = matching / max(index.state.live, 1)
+    ranked, rows = _approximate(collection, index, vector, where, need, min_score, share)
+    return [_hit(rows[i], s) for s, i in ranked[offset:need]]
+
+
+def _approximate(
+    collection: Collection,
+    index: VectorIndex,
+    vector: np.ndarray,
+    where: list,
+    need: int,
+    min_score: float | None,
+    share: float,
+) -> tuple[list[tuple[float, int]], dict[int, ImageRow]]:
+    """The best `need` (score, id) pairs the index finds among the images `where` selects (a
+    `share` of the collection), and their rows: the index is asked for more, or searches more of
+    its lists, until enough pass the filter and `min_score`, or nothing is left to find."""
     fetch = min(index.state.ntotal, int(max(2 * need, 32) / share) + 1)
     widen = 1
     while True:
@@ -248,17 +270,16 @@ def _search(
         # Scores come best first: once the last real one is under the threshold, so is the rest.
         below_threshold = min_score is not None and valid.any() and float(scores[valid][-1]) < min_score
         if len(ranked) >= need or below_threshold:
-            break
+            return ranked, rows
         if len(ids) and ids[-1] < 0:
             # Padding: the IVF lists searched hold no more entries. Search more lists, if any.
             if not index.can_widen(widen):
-                break
+                return ranked, rows
             widen *= 4
         elif fetch >= index.state.ntotal:
-            break
+            return ranked, rows
         else:
             fetch = min(index.state.ntotal, fetch * 4)
-    return [_hit(rows[i], s) for s, i in ranked[offset:need]]
 
 
 def _exact_within(
