@@ -39,6 +39,7 @@ from ground.home import subdir
 
 if TYPE_CHECKING:
     from model import Encoder
+    from model.encoder import EncodedImages
 
 _STORED_ISSUES = 1000  # issues kept in the database row; the count is always exact
 
@@ -141,34 +142,16 @@ def evaluate_retrieval(
     per_language: dict[str, dict] = {}
     timings["text_seconds"] = timings["metric_seconds"] = 0.0
     for language in dataset.languages:
-        t0 = time.perf_counter()
-        if protocol == "words":
-            texts, pair_text, pair_image = dataset.word_queries(language, images=row_of_image)
-            images = sorted(i for i in dataset.captions[language] if i in row_of_image)
-        else:
-            texts, owners = dataset.pairs(language, protocol, images=row_of_image)
-            images = sorted(set(owners))
-        if not texts:
+        scored = _language_metrics(
+            encoder, dataset, language, protocol, encoded, row_of_image, batch_size, ks, timings
+        )
+        if scored is None:
             what = "word lists" if protocol == "words" else "captions"
-            reason = f"no usable image has {what}; skipped"
-            issues.append(Issue("no_images", f"language {language!r}", reason))
-            continue
-        text_vectors = text_embeddings(encoder, texts, batch_size=batch_size)
-        timings["text_seconds"] += time.perf_counter() - t0
-        t0 = time.perf_counter()
-        local = {image: i for i, image in enumerate(images)}
-        image_vectors = encoded.vectors[[row_of_image[i] for i in images]]
-        if protocol == "words":
-            relevant = np.array(pair_text, np.int64), np.array([local[i] for i in pair_image], np.int64)
-            per_language[language] = cached_metrics(
-                word_retrieval_metrics, image_vectors, text_vectors, *relevant, ks=list(ks)
+            issues.append(
+                Issue("no_images", f"language {language!r}", f"no usable image has {what}; skipped")
             )
         else:
-            text_image = np.array([local[o] for o in owners], dtype=np.int64)
-            per_language[language] = cached_metrics(
-                retrieval_metrics, image_vectors, text_vectors, text_image, ks=list(ks), protocol=protocol
-            )
-        timings["metric_seconds"] += time.perf_counter() - t0
+            per_language[language] = scored
     if not per_language:
         raise PixglotError(
             f"{dataset.root}: nothing left to evaluate; issues: {'; '.join(map(str, issues[:5]))}"
@@ -200,10 +183,56 @@ def evaluate_retrieval(
         metrics=metrics,
         report_dir=str(report_dir) if report_dir else None,
     )
+    written = _store(run, record, engine, report_dir)
+    return Evaluation(run=run, issues=issues, reports=written)
+
+
+def _language_metrics(
+    encoder: Encoder,
+    dataset: CaptionDataset,
+    language: str,
+    protocol: str,
+    encoded: EncodedImages,
+    row_of_image: dict[int, int],
+    batch_size: int,
+    ks: Sequence[int],
+    timings: dict[str, float],
+) -> dict | None:
+    """Recall@k of one language (None when no usable image has its captions), its time added to
+    `timings`."""
+    t0 = time.perf_counter()
+    if protocol == "words":
+        texts, pair_text, pair_image = dataset.word_queries(language, images=row_of_image)
+        images = sorted(i for i in dataset.captions[language] if i in row_of_image)
+    else:
+        texts, owners = dataset.pairs(language, protocol, images=row_of_image)
+        images = sorted(set(owners))
+    if not texts:
+        return None
+    text_vectors = text_embeddings(encoder, texts, batch_size=batch_size)
+    timings["text_seconds"] += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    local = {image: i for i, image in enumerate(images)}
+    image_vectors = encoded.vectors[[row_of_image[i] for i in images]]
+    if protocol == "words":
+        relevant = np.array(pair_text, np.int64), np.array([local[i] for i in pair_image], np.int64)
+        scored = cached_metrics(word_retrieval_metrics, image_vectors, text_vectors, *relevant, ks=list(ks))
+    else:
+        text_image = np.array([local[o] for o in owners], dtype=np.int64)
+        scored = cached_metrics(
+            retrieval_metrics, image_vectors, text_vectors, text_image, ks=list(ks), protocol=protocol
+        )
+    timings["metric_seconds"] += time.perf_counter() - t0
+    return scored
+
+
+def _store(run: RunRecord, record: bool, engine: Engine | None, report_dir: Path | None) -> dict[str, Path]:
+    """The run recorded in the database (its id set) and its reports written; a run whose reports
+    could not be written is taken out of the database again."""
     earlier: list[RunRecord] = []
     if record:
         engine = engine or connect()
-        earlier = list_runs(dataset.name, engine=engine)
+        earlier = list_runs(run.dataset, engine=engine)
         run.id = record_run(
             model=run.model,
             dataset=run.dataset,
@@ -215,12 +244,11 @@ def evaluate_retrieval(
             report_dir=run.report_dir,
             engine=engine,
         )
-    written: dict[str, Path] = {}
-    if report_dir is not None:
-        try:
-            written = write_reports(run, report_dir, earlier[-10:])
-        except BaseException:
-            if run.id is not None:
-                delete_run(run.id, engine=engine)  # no run in the database whose reports are missing
-            raise
-    return Evaluation(run=run, issues=issues, reports=written)
+    if report_dir is None:
+        return {}
+    try:
+        return write_reports(run, report_dir, earlier[-10:])
+    except BaseException:
+        if run.id is not None:
+            delete_run(run.id, engine=engine)  # no run in the database whose reports are missing
+        raise
