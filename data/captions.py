@@ -15,7 +15,7 @@ issues are fatal.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,62 @@ def _valid_key(key: object) -> bool:
     )
 
 
+def _records(path: Path, issues: list[Issue]) -> Iterator[tuple[int, dict]]:
+    """The JSON objects of the file's lines with their line numbers; other lines become issues."""
+    with open(path, "rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as err:
+                reason = f"not a valid JSON line (truncated?): {err}"
+                issues.append(Issue("bad_line", f"{path.name}:{lineno}", reason))
+                continue
+            if not isinstance(record, dict):
+                issues.append(Issue("bad_line", f"{path.name}:{lineno}", "not a JSON object"))
+                continue
+            yield lineno, record
+
+
+def _captions_of(record: dict, key: str, where: str, issues: list[Issue]) -> Iterator[tuple[str, list[str]]]:
+    """Each language block of a line and its usable (non-empty) captions, possibly none; a block
+    that is not a list of strings, and empty captions, become issues."""
+    for lang, block in record.items():
+        if lang == "image/key" or not isinstance(block, dict):
+            continue
+        texts = block.get("caption")
+        if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            reason = f"image {key!r}, language {lang!r}: 'caption' is not a list of strings"
+            issues.append(Issue("bad_captions", where, reason))
+            continue
+        usable = [t for t in texts if t.strip()]
+        if len(usable) < len(texts):
+            reason = f"image {key!r}, language {lang!r}: {len(texts) - len(usable)} empty caption(s) left out"
+            issues.append(Issue("empty_captions", where, reason))
+        if not usable:
+            reason = f"image {key!r}, language {lang!r}: no captions; image left out of this language"
+            issues.append(Issue("empty_captions", where, reason))
+        yield lang, usable
+
+
+def _selected_languages(
+    captions: dict[str, dict[int, list[str]]], languages: Sequence[str] | None, file: str, issues: list[Issue]
+) -> list[str]:
+    """The languages asked for (default: every one with captions); one asked for but absent is an issue."""
+    available = sorted(captions)
+    if languages is None:
+        return [lang for lang in available if captions[lang]]
+    selected = []
+    for lang in dict.fromkeys(languages):
+        if captions.get(lang):
+            selected.append(lang)
+        else:
+            reason = f"not in {file} (present: {', '.join(available) or 'none'}); skipped"
+            issues.append(Issue("unknown_language", f"language {lang!r}", reason))
+    return selected
+
+
 def load(
     directory: str | Path, languages: Sequence[str] | None = None, split: str | None = None
 ) -> CaptionDataset:
@@ -148,102 +204,38 @@ def load(
     captions: dict[str, dict[int, list[str]]] = {}
     seen: set[str] = set()
     splits_seen = False
-    with open(path, "rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as err:
-                issues.append(
-                    Issue("bad_line", f"{where}:{lineno}", f"not a valid JSON line (truncated?): {err}")
-                )
-                continue
-            if not isinstance(record, dict):
-                issues.append(Issue("bad_line", f"{where}:{lineno}", "not a JSON object"))
-                continue
-            key = record.get("image/key")
-            if not _valid_key(key):
-                issues.append(
-                    Issue("bad_key", f"{where}:{lineno}", f"missing or unusable 'image/key': {key!r}")
-                )
-                continue
-            if "split" in record:
-                splits_seen = True
-            if split is not None and record.get("split") != split:
-                continue
-            if key in seen:
-                issues.append(
-                    Issue("duplicate_key", f"{where}:{lineno}", f"image {key!r} already listed; line ignored")
-                )
-                continue
-            seen.add(key)
-            filename = next((key + s for s in IMAGE_SUFFIXES if key + s in image_files), None)
-            if filename is None:
-                issues.append(
-                    Issue(
-                        "missing_image",
-                        f"{where}:{lineno}",
-                        f"image {key!r}: no {IMAGES_DIR}/{key}.jpg or .png; image left out",
-                    )
-                )
-                continue
-            index = len(keys)
-            keys.append(key)
-            image_paths.append(images_dir / filename)
-            for lang, block in record.items():
-                if lang == "image/key" or not isinstance(block, dict):
-                    continue
-                texts = block.get("caption")
-                if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
-                    issues.append(
-                        Issue(
-                            "bad_captions",
-                            f"{where}:{lineno}",
-                            f"image {key!r}, language {lang!r}: 'caption' is not a list of strings",
-                        )
-                    )
-                    continue
-                usable = [t for t in texts if t.strip()]
-                if len(usable) < len(texts):
-                    issues.append(
-                        Issue(
-                            "empty_captions",
-                            f"{where}:{lineno}",
-                            f"image {key!r}, language {lang!r}: {len(texts) - len(usable)} empty "
-                            "caption(s) left out",
-                        )
-                    )
-                if not usable:
-                    issues.append(
-                        Issue(
-                            "empty_captions",
-                            f"{where}:{lineno}",
-                            f"image {key!r}, language {lang!r}: no captions; image left out of this language",
-                        )
-                    )
-                    captions.setdefault(lang, {})
-                    continue
+    for lineno, record in _records(path, issues):
+        key = record.get("image/key")
+        if not _valid_key(key):
+            issues.append(Issue("bad_key", f"{where}:{lineno}", f"missing or unusable 'image/key': {key!r}"))
+            continue
+        splits_seen = splits_seen or "split" in record
+        if split is not None and record.get("split") != split:
+            continue
+        if key in seen:
+            issues.append(
+                Issue("duplicate_key", f"{where}:{lineno}", f"image {key!r} already listed; line ignored")
+            )
+            continue
+        seen.add(key)
+        filename = next((key + s for s in IMAGE_SUFFIXES if key + s in image_files), None)
+        if filename is None:
+            reason = f"image {key!r}: no {IMAGES_DIR}/{key}.jpg or .png; image left out"
+            issues.append(Issue("missing_image", f"{where}:{lineno}", reason))
+            continue
+        index = len(keys)
+        keys.append(key)
+        image_paths.append(images_dir / filename)
+        for lang, usable in _captions_of(record, key, f"{where}:{lineno}", issues):
+            if usable:
                 captions.setdefault(lang, {})[index] = usable
+            else:
+                captions.setdefault(lang, {})
 
     if split is not None and not splits_seen:
         raise InputError(f"{path}: no line has a 'split' field, so --split {split!r} selects nothing")
     available = sorted(captions)
-    if languages is None:
-        selected = [lang for lang in available if captions[lang]]
-    else:
-        selected = []
-        for lang in dict.fromkeys(languages):
-            if lang in captions and captions[lang]:
-                selected.append(lang)
-            else:
-                issues.append(
-                    Issue(
-                        "unknown_language",
-                        f"language {lang!r}",
-                        f"not in {path.name} (present: {', '.join(available) or 'none'}); skipped",
-                    )
-                )
+    selected = _selected_languages(captions, languages, path.name, issues)
     name = _dataset_name(root)
     return CaptionDataset(
         root=root,
