@@ -15,10 +15,10 @@ from rendering.jit import compiled
 
 _SPACE = 32
 _TSHEG = 0x0F0B
+# Two sentinels of different meaning, kept apart so that one can never pass for the other: a line
+# count of `break_lines` that asks for grapheme clusters, and a text's font when it wants several.
 NEED_CLUSTERS = -1
-
-
-MIXED = -1
+MIXED = -2
 
 
 @compiled
