@@ -80,7 +80,15 @@ def run_killed_at(
     ("before", "after" or "halfway": half of what a torch.save-like call writes); fail if it ends
     any other way."""
     assert when in ("before", "after", "halfway"), when
-    command = [sys.executable, "-c", _KILLER, target, when, str(nth), *argv]
+    returncode, _, err = run_in_group(
+        [sys.executable, "-c", _KILLER, target, when, str(nth), *argv], env, timeout
+    )
+    assert returncode == -signal.SIGKILL, f"not killed at {target} ({when} call {nth}): {err}"
+
+
+def run_in_group(command: list[str], env: dict[str, str], timeout: float = 300) -> tuple[int, str, str]:
+    """Run `command` in the repository, in a process group of its own that is killed whole when it
+    ends (so no worker of it outlives the test); its return code, stdout and stderr."""
     process = subprocess.Popen(
         command,
         cwd=REPO,
@@ -91,10 +99,10 @@ def run_killed_at(
         text=True,
     )
     try:
-        _, err = process.communicate(timeout=timeout)
+        out, err = process.communicate(timeout=timeout)
     finally:
         kill_group(process.pid)
-    assert process.returncode == -signal.SIGKILL, f"not killed at {target} ({when} call {nth}): {err}"
+    return process.returncode, out, err
 
 
 def living_members(group: int) -> list[int]:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
-from crash_support import REPO, kill_group, run_killed_at
+from crash_support import run_in_group, run_killed_at
 from sqlalchemy import select
 
 import indexer
@@ -69,20 +68,8 @@ def test_killed_runs_resume_without_duplicates_or_losses(pixglot_home: Path, tmp
     before_last = committed_rows(url)
     assert 8 * COMMIT_EVERY <= len(before_last) <= IMAGES
 
-    last = subprocess.Popen(
-        [sys.executable, "-m", "pixglot", *command],
-        cwd=REPO,
-        env={**env, "PYTHONPATH": str(REPO)},
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        out, err = last.communicate(timeout=300)
-    finally:
-        kill_group(last.pid)
-    assert last.returncode == 0, err
+    returncode, out, err = run_in_group([sys.executable, "-m", "pixglot", *command], env)
+    assert returncode == 0, err
     encoded = int(re.search(r"\((\d+) encoded", out).group(1))
     assert encoded == IMAGES - len(before_last), "the rerun re-encoded committed images"
 

@@ -38,21 +38,31 @@ def kill_leader_only(process: subprocess.Popen, at_least: int) -> None:
         kill_group(group)
 
 
-def test_a_killed_pool_owner_leaves_no_worker_behind() -> None:
-    script = (
-        "import time\n"
-        "from ground.processes import worker_pool\n"
-        "if __name__ == '__main__':\n"
-        "    pool = worker_pool(2)\n"
-        "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
-        "    time.sleep(600)\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
+# A process that starts a pool of two workers busy for ten minutes, says so, and waits.
+POOL_OWNER = """
+import time
+from ground.processes import worker_pool
+if __name__ == '__main__':
+    pool = worker_pool(2)
+    futures = [pool.submit(time.sleep, 600) for _ in range(2)]
+    print('started', flush=True)
+    time.sleep(600)
+"""
+
+
+def start_pool_owner(stdout: int | None = subprocess.DEVNULL) -> subprocess.Popen:
+    """The pool owner, in a process group of its own."""
+    return subprocess.Popen(
+        [sys.executable, "-c", POOL_OWNER],
         cwd=REPO,
         start_new_session=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=stdout,
     )
+
+
+def test_a_killed_pool_owner_leaves_no_worker_behind() -> None:
+    process = start_pool_owner()
     kill_leader_only(process, at_least=4)  # the owner, the fork server, two workers
 
 
@@ -74,22 +84,7 @@ def test_workers_end_while_their_killed_owner_is_not_yet_reaped() -> None:
     # A parent reading the owner's output until it closes (subprocess.run(capture_output=True)) reaps
     # the owner only then: until that moment the owner's pid still exists, as a zombie. The workers
     # hold the output open too, so they must see the owner gone without its pid going away.
-    script = (
-        "import time\n"
-        "from ground.processes import worker_pool\n"
-        "if __name__ == '__main__':\n"
-        "    pool = worker_pool(2)\n"
-        "    futures = [pool.submit(time.sleep, 600) for _ in range(2)]\n"
-        "    print('started', flush=True)\n"
-        "    time.sleep(600)\n"
-    )
-    process = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=REPO,
-        start_new_session=True,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.PIPE,
-    )
+    process = start_pool_owner(stdout=subprocess.PIPE)
     try:
         wait_for(lambda: len(living_members(process.pid)) >= 4, 120, "the workers did not start")
         os.kill(process.pid, signal.SIGKILL)
