@@ -409,15 +409,22 @@ def _check_consistency(config: dict) -> None:
             f"data.text_pairs={data['text_pairs']} leaves no image/text pair in a batch of "
             f"{data['batch_size']}"
         )
-    _check_distill(config["distill"])
+    _check_distill(config)
     schedule = config["schedule"]
     if schedule["warmup_steps"] > config["steps"]:
         raise InputError(f"schedule.warmup_steps={schedule['warmup_steps']} exceeds steps={config['steps']}")
 
 
-def _check_distill(d: dict) -> None:
-    if not (d["texts"] or d["images"] or d["image_target"] == "self"):
-        return  # no distillation
+def distilling(config: dict) -> bool:
+    """Whether a resolved config's [distill] section names something to learn from."""
+    d = config["distill"]
+    return bool(d["texts"] or d["images"] or d["image_target"] == "self")
+
+
+def _check_distill(config: dict) -> None:
+    if not distilling(config):
+        return
+    d = config["distill"]
     if d["text_weight"] and not d["texts"]:
         raise InputError(
             "distill.text_weight > 0 but distill.texts is empty: give the teacher's text embeddings, "

@@ -52,13 +52,8 @@ _TEXT_STREAM, _IMAGE_STREAM = 10, 11
 SELF_TARGETS_FILE = "distill_image_targets.npy"
 
 
-def enabled(config: dict) -> bool:
-    d = config["distill"]
-    return bool(d["texts"] or d["images"] or d["image_target"] == "self")
-
-
 @dataclass(frozen=True)
-class Teacher:
+class TeacherVectors:
     """What a run learns from: the teacher's text rows and (with image_target "teacher") images."""
 
     texts: TeacherTexts | None
@@ -72,7 +67,7 @@ class Teacher:
         return None if source is None else source.vectors.shape[1]
 
 
-def read_teacher(config: dict, held_out: set[str] = frozenset()) -> Teacher:
+def read_teacher(config: dict, held_out: set[str] = frozenset()) -> TeacherVectors:
     """The teacher's vectors the run learns from; text rows of the `held_out` keys left out."""
     d = config["distill"]
     texts = read_teacher_texts(d["texts"], config["data"]["languages"]) if d["texts"] else None
@@ -86,7 +81,7 @@ def read_teacher(config: dict, held_out: set[str] = frozenset()) -> Teacher:
         )
     files = shard_files(d["texts"], "teacher texts") if d["texts"] else []
     files += shard_files(d["images"], "teacher images") if d["images"] else []
-    return Teacher(texts, images, fingerprint_files(files) if files else "")
+    return TeacherVectors(texts, images, fingerprint_files(files) if files else "")
 
 
 def semi_orthogonal(rows: int, columns: int, seed: int) -> Tensor:

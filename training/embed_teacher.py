@@ -33,16 +33,15 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from ground.atomic import write_atomic
-from ground.errors import FileFormatError, InputError, PixglotError
+from ground.errors import InputError, PixglotError
 from model import encoder as pixglot_models
 from model.images import open_image
 from training.data import shard_files
-from training.teacher import write_teacher_images, write_teacher_texts
+from training.teacher import read_columns, write_teacher_images, write_teacher_texts
 
 TEACHER_FILE = "teacher.json"
 _SAMPLE_SALT = "pixglot-teacher-sample:"
@@ -79,11 +78,27 @@ def _torch_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _missing(package: str, extra: str = "teachers") -> PixglotError:
-    return PixglotError(f"this teacher needs the {package} package: pip install -e '.[{extra}]'")
+def _missing(package: str) -> PixglotError:
+    return PixglotError(f"this teacher needs the {package} package: pip install -e '.[teachers]'")
 
 
-class OpenClipTeacher:
+class _BatchedTeacher:
+    """A teacher of another framework, fed `_BATCH` items at a time (`_texts`, `_images`)."""
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        return _batched(self._texts, texts)
+
+    def embed_images(self, images: list[bytes]) -> np.ndarray:
+        return _batched(self._images, images)
+
+    def _texts(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _images(self, images: list[bytes]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OpenClipTeacher(_BatchedTeacher):
     def __init__(self, spec: str):
         try:
             import open_clip
@@ -102,12 +117,6 @@ class OpenClipTeacher:
         self.model.eval()
         self.tokenizer = open_clip.get_tokenizer(arch)
 
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return _batched(self._texts, texts)
-
-    def embed_images(self, images: list[bytes]) -> np.ndarray:
-        return _batched(self._images, images)
-
     def _texts(self, texts: list[str]) -> np.ndarray:
         import torch
 
@@ -122,7 +131,7 @@ class OpenClipTeacher:
             return self.model.encode_image(pixels).float().cpu().numpy()
 
 
-class HuggingFaceTeacher:
+class HuggingFaceTeacher(_BatchedTeacher):
     def __init__(self, spec: str):
         try:
             from transformers import AutoModel, AutoProcessor
@@ -132,12 +141,6 @@ class HuggingFaceTeacher:
         self.device = _torch_device()
         self.model = AutoModel.from_pretrained(spec).to(self.device).eval()
         self.processor = AutoProcessor.from_pretrained(spec)
-
-    def embed_texts(self, texts: list[str]) -> np.ndarray:
-        return _batched(self._texts, texts)
-
-    def embed_images(self, images: list[bytes]) -> np.ndarray:
-        return _batched(self._images, images)
 
     def _texts(self, texts: list[str]) -> np.ndarray:
         import torch
@@ -170,19 +173,6 @@ def _batched(embed: Callable[[list], np.ndarray], items: list, batch: int = _BAT
     return np.concatenate([embed(items[i : i + batch]) for i in range(0, len(items), batch)])
 
 
-def _read_shard(path: Path, target: str) -> pa.Table:
-    columns = ["key", "image", "text", "language", *(["source"] if target == "source" else [])]
-    try:
-        schema = pq.read_schema(path)
-    except (OSError, pa.ArrowException) as err:
-        raise FileFormatError(path, f"not a readable Parquet file ({err})") from None
-    missing = [c for c in columns if c not in schema.names]
-    if missing:
-        why = " (--target source needs the English source of each caption)" if "source" in missing else ""
-        raise FileFormatError(path, f"lacks the column(s) {', '.join(missing)}{why}")
-    return pq.read_table(path, columns=columns)
-
-
 def sampled(key: str, language: str, text: str, fraction: float) -> bool:
     """Whether a caption row is among the `fraction` kept: a fixed draw per row, so every run (and
     every shard order) keeps the same rows."""
@@ -194,7 +184,14 @@ def embed_shard(
     teacher: Teacher, path: Path, out: Path, target: str, fraction: float = 1.0
 ) -> tuple[int, int]:
     """Writes out/texts/<shard> and out/images/<shard>; returns (text rows, images)."""
-    table = _read_shard(path, target)
+    columns = ["key", "image", "text", "language", *(["source"] if target == "source" else [])]
+    table = read_columns(
+        path,
+        columns,
+        why=lambda missing: (
+            " (--target source needs the English source of each caption)" if "source" in missing else ""
+        ),
+    )
     keys, texts = table.column("key").to_pylist(), table.column("text").to_pylist()
     languages = table.column("language").to_pylist()
     sources = table.column(target).to_pylist()
@@ -219,10 +216,9 @@ def embed_shard(
     for key, image in zip(keys, table.column("image").to_pylist(), strict=True):
         if image is not None:
             first.setdefault(key, image)
-    keys = list(first)
-    images = teacher.embed_images([first[k] for k in keys]) if keys else np.zeros((0, 1))
-    write_teacher_images(out / "images" / path.name, keys, images)
-    return len(keep), len(keys)
+    images = teacher.embed_images(list(first.values())) if first else np.zeros((0, 1))
+    write_teacher_images(out / "images" / path.name, list(first), images)
+    return len(keep), len(first)
 
 
 def embed_shards(

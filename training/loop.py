@@ -170,6 +170,19 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
+@contextlib.contextmanager
+def as_encoder(net: ViT, device: torch.device) -> Iterator[None]:
+    """The training network read as `Encoder` reads it: evaluation mode, no gradients, bf16 on CUDA
+    and fp32 on the CPU whatever the training's arithmetic; its mode given back after."""
+    training = net.training
+    net.eval()
+    try:
+        with torch.inference_mode(), autocast(device, "bf16" if device.type == "cuda" else "fp32"):
+            yield
+    finally:
+        net.train(training)
+
+
 class BatchRunner:
     """Gathers a batch's pixels on the device from the indices a worker drew, and embeds them.
 
@@ -223,7 +236,6 @@ class Evaluator:
     ):
         self.runner, self.held, self.pictures, self.text_ids = runner, held, pictures, text_ids
 
-    @torch.inference_mode()
     def _embed(self, batch_size: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         runner = self.runner
         images = [
@@ -247,15 +259,8 @@ class Evaluator:
         return torch.cat(images).float().cpu().numpy(), texts
 
     def __call__(self, batch_size: int = 1024) -> dict:
-        net, device = self.runner.net, self.runner.device
-        training = net.training
-        net.eval()
-        try:
-            # The arithmetic of `Encoder` (bf16 on CUDA, fp32 on the CPU), whatever the training's.
-            with autocast(device, "bf16" if device.type == "cuda" else "fp32"):
-                vectors, text_vectors = self._embed(batch_size)
-        finally:
-            net.train(training)
+        with as_encoder(self.runner.net, self.runner.device):
+            vectors, text_vectors = self._embed(batch_size)
         per_language = {}
         for language, (_, owners) in self.held.captions.items():
             images = sorted(set(owners))
@@ -420,7 +425,7 @@ class Trainer:
 
         self.index, held_index = _data(config)
         self.teacher = None
-        if distill.enabled(config):
+        if train_config.distilling(config):
             # Captions of held-out images would teach the student what it is then tested on.
             held_out = set()
             if held_index is not None:
@@ -562,20 +567,13 @@ class Trainer:
             self.text_chunks,
         )
 
-    @torch.inference_mode()
     def _embed_pictures(self, keys: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """The network's head output (not normalised) for the held pictures of `keys`, with the
         arithmetic of `Encoder`."""
-        training = self.net.training
-        self.net.eval()
-        try:
-            with autocast(self.device, "bf16" if self.device.type == "cuda" else "fp32"):
-                starts = range(0, len(keys), batch_size)
-                batches = (torch.from_numpy(keys[i : i + batch_size]) for i in starts)
-                pictures = (self.pixels.pictures(batch) for batch in batches)
-                parts = [self.net(x, normalize=False) for x in pictures]
-        finally:
-            self.net.train(training)
+        with as_encoder(self.net, self.device):
+            starts = range(0, len(keys), batch_size)
+            batches = (torch.from_numpy(keys[i : i + batch_size]) for i in starts)
+            parts = [self.net(self.pixels.pictures(batch), normalize=False) for batch in batches]
         return torch.cat(parts).float().cpu().numpy()
 
     @property
@@ -706,7 +704,7 @@ class Trainer:
                 value.backward()
                 for name, term in {"loss": value, **terms}.items():
                     part = term.detach() / (1 if name == "loss" else accumulate)
-                    sums[name] = sums[name] + part if name in sums else part
+                    sums[name] = sums.get(name, 0) + part
             grad_norm = torch.nn.utils.clip_grad_norm_(params, o["grad_clip"] or math.inf)
             lr = self.optimizer.param_groups[0]["lr"]
             self.optimizer.step()

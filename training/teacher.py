@@ -17,7 +17,7 @@ has one teacher embedding. Every vector of a set has the same length, and is fin
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +97,25 @@ def _vectors(path: Path, column: pa.ChunkedArray, name: str) -> np.ndarray:
     return vectors
 
 
+def read_columns(
+    path: Path,
+    required: Sequence[str],
+    optional: Sequence[str] = (),
+    why: Callable[[list[str]], str] = lambda missing: "",
+) -> pa.Table:
+    """The `required` columns of a Parquet file, and those of `optional` it has; a file that cannot
+    be read, or lacks a required column, is a FileFormatError naming it (`why(missing)` is added to
+    the latter)."""
+    try:
+        names = pq.read_schema(path).names
+        missing = [c for c in required if c not in names]
+        if missing:
+            raise FileFormatError(path, f"lacks the column(s) {', '.join(missing)}{why(missing)}")
+        return pq.read_table(path, columns=[*required, *(c for c in optional if c in names)])
+    except (OSError, pa.ArrowException) as err:
+        raise FileFormatError(path, f"not a readable Parquet file ({err})") from None
+
+
 def _read(
     paths: Sequence[str | Path], columns: tuple[str, ...], what: str, optional: tuple[str, ...] = ()
 ) -> tuple[dict, np.ndarray]:
@@ -106,15 +125,7 @@ def _read(
     parts: list[np.ndarray] = []
     first: Path | None = None
     for path in shard_files(paths, what):
-        try:
-            table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as err:
-            raise FileFormatError(path, f"not a readable Parquet file ({err})") from None
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise FileFormatError(
-                path, f"lacks the column(s) {', '.join(missing)} ({what} have {', '.join(columns)})"
-            )
+        table = read_columns(path, columns, optional, lambda _: f" ({what} have {', '.join(columns)})")
         for name in strings:
             if name in optional and name not in table.column_names:
                 strings[name] += [None] * table.num_rows

@@ -77,7 +77,7 @@ def _train(args: argparse.Namespace) -> int:
         overrides["distill.texts"] = args.teacher_texts
     if args.teacher_images:
         overrides["distill.images"] = args.teacher_images
-    return train_command.run(args, overrides, distilling=True)
+    return train_command.run(args, overrides, must_distil=True)
 
 
 def _embed_teacher(args: argparse.Namespace) -> int:

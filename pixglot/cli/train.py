@@ -75,12 +75,12 @@ def _printer(quiet: bool) -> Callable[[dict], None]:
     return show
 
 
-def run(args: argparse.Namespace, overrides: dict | None = None, distilling: bool = False) -> int:
+def run(args: argparse.Namespace, overrides: dict | None = None, must_distil: bool = False) -> int:
     """Trains as the config and the options say; `overrides`: further dotted config keys;
-    `distilling`: the config must name a teacher."""
+    `must_distil`: the config must name a teacher."""
     from ground.errors import InputError
     from training import load_config, train
-    from training.distill import enabled
+    from training.config import distilling
 
     overrides = dict(overrides or {})
     if args.out:
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace, overrides: dict | None = None, distilling: boo
     if args.eval_data:
         overrides["data.eval"] = args.eval_data
     config = load_config(args.config, overrides)
-    if distilling and not enabled(config):
+    if must_distil and not distilling(config):
         raise InputError(
             f"{args.config}: no teacher in its [distill] section (texts, images or image_target = "
             '"self"): give --teacher-texts, or train without a teacher with pixglot train'
