@@ -26,7 +26,7 @@ class GlyphAtlas:
     Each glyph is stored as its inked pixels only: flat offsets into a buffer `stride` pixels wide,
     relative to the glyph origin, and their darkness, with its ink's top and bottom rows relative to
     the baseline and its left and right columns relative to the origin (NO_INK and -NO_INK for a
-    glyph without ink). `tables` holds them as arrays for the compiled drawing loops.
+    glyph without ink). `ink` holds them as arrays for the compiled drawing loops.
     """
 
     subpixel = 4  # horizontal positions are kept to a quarter pixel
@@ -78,14 +78,14 @@ class GlyphAtlas:
             return kernels.lookup(*self._index, keys)[0]
 
     @property
-    def tables(self) -> tuple[np.ndarray, ...]:
-        """(start, size, top, bottom, left, right) per slot, then (offsets, values) of all ink."""
+    def ink(self) -> kernels.Ink:
+        """The ink of every glyph rasterised so far, as the drawing loops read it."""
         if self._arrays is None:
             self._arrays = tuple(
                 np.asarray(t, np.int64)
                 for t in (self._start, self._size, self._top, self._bottom, self._left, self._right)
             )
-        return (*self._arrays, self._offsets, self._values)
+        return kernels.Ink(*self._arrays, self._offsets, self._values)
 
     def composite(
         self, slots: np.ndarray, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]
@@ -93,9 +93,8 @@ class GlyphAtlas:
         """An int32 darkness buffer of `shape` (`stride` wide) holding the glyphs' ink, glyph i's origin
         at (x[i], y[i]); ink that would fall outside the buffer is dropped."""
         out = np.zeros(shape, np.int32)
-        start, size, *_, offsets, values = self.tables
         lo, hi = np.zeros(len(slots), np.int64), np.full(len(slots), out.size)
-        kernels.composite(slots, x, y, lo, hi, start, size, offsets, values, out)
+        kernels.composite(slots, x, y, lo, hi, self.ink, out)
         return out
 
     def _store(self, ink: tuple[np.ndarray, int, int]) -> int:

@@ -9,6 +9,8 @@ each.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from rendering.jit import compiled
@@ -19,6 +21,60 @@ _TSHEG = 0x0F0B
 # count of `break_lines` that asks for grapheme clusters, and a text's font when it wants several.
 NEED_CLUSTERS = -1
 MIXED = -2
+
+
+class Ink(NamedTuple):
+    """The glyph atlas's ink, as the drawing loops read it. Per slot: where its pixels start in
+    `offsets`/`values` and how many there are, its ink's top and bottom rows (relative to the
+    baseline) and left and right columns (relative to the origin). Then every inked pixel's flat
+    offset from its glyph's origin, and its darkness."""
+
+    start: np.ndarray
+    size: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    offsets: np.ndarray
+    values: np.ndarray
+
+
+class BreakTables(NamedTuple):
+    """Per code point: in a script written without spaces (lines may break between its grapheme
+    clusters), and closing punctuation no line may start with. Empty when no text needs them."""
+
+    no_space: np.ndarray
+    no_break_before: np.ndarray
+
+
+class GlyphRow(NamedTuple):
+    """HarfBuzz's glyphs, end to end: advance and offsets in 26.6 pixels, font and glyph id."""
+
+    advance: np.ndarray
+    x_offset: np.ndarray
+    y_offset: np.ndarray
+    font: np.ndarray
+    gid: np.ndarray
+
+
+class UnifontGlyphs(NamedTuple):
+    """Unifont's glyphs as `unifont_draw` reads them: `index[cp]` is code point cp's glyph (0 for
+    none), drawn `widths[glyph]` columns wide from ink column `strip_start[glyph]` of `ink`."""
+
+    index: np.ndarray
+    widths: np.ndarray
+    strip_start: np.ndarray
+    ink: np.ndarray
+
+
+class Placed(NamedTuple):
+    """Glyphs placed on lines: each one's atlas slot, x of its origin in whole pixels, lift above
+    the baseline, and line in the batch's numbering."""
+
+    slots: np.ndarray
+    x: np.ndarray
+    lift: np.ndarray
+    line_of: np.ndarray
 
 
 @compiled
@@ -128,8 +184,7 @@ def break_lines(
     advance: np.ndarray,
     limit: int,
     check_no_space: bool,
-    no_space: np.ndarray,
-    no_break_before: np.ndarray,
+    tables: BreakTables,
     cluster_bounds: np.ndarray,
     lines: np.ndarray,
 ) -> tuple[int, int]:
@@ -137,11 +192,12 @@ def break_lines(
 
     A line may end after a space, after a Tibetan tsheg, and (with `check_no_space`) between
     grapheme clusters where either side is in a script written without spaces, never before
-    closing punctuation. A word wider than a line breaks at the last grapheme boundary that fits.
+    closing punctuation (`tables`). A word wider than a line breaks at the last grapheme boundary that fits.
     Writes (start, end of ink) code point offsets into `lines`, as many as it has rows, and returns
     (lines written, offset where the text left off). Returns (NEED_CLUSTERS, 0) when it needs
     the grapheme boundaries `cluster_bounds` (sorted offsets ending at len(cps)) and got none.
     """
+    no_space, no_break_before = tables
     n = len(cps)
     rows = lines.shape[0]
     pen = np.zeros(n + 1, np.int64)  # pen[i]: x before code point i
@@ -212,8 +268,7 @@ def break_batch(
     glyph_start: np.ndarray,
     limit: int,
     check_no_space: np.ndarray,
-    no_space: np.ndarray,
-    no_break_before: np.ndarray,
+    tables: BreakTables,
     rows: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`break_lines` for each text of a batch (code points and glyphs end to end): text t's lines
@@ -233,8 +288,7 @@ def break_batch(
                 advance[g0:g1],
                 limit,
                 check_no_space[t],
-                no_space,
-                no_break_before,
+                tables,
                 no_bounds,
                 lines[t],
             )
@@ -298,20 +352,17 @@ def split_glyph_key(key: int) -> tuple[int, int, int]:
 def place(
     order: np.ndarray,
     line_of: np.ndarray,
-    advance: np.ndarray,
-    x_offset: np.ndarray,
-    y_offset: np.ndarray,
-    font: np.ndarray,
-    gid: np.ndarray,
+    glyphs: GlyphRow,
     align_right: np.ndarray,
     width: int,
     margin: int,
     subpixel: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Where glyphs `order` (visual order, line after line; line_of[i] is the line of order[i]) go:
+    """Where `glyphs` `order` (visual order, line after line; line_of[i] is the line of order[i]) go:
     x of each origin in whole pixels plus `margin`, its lift above the baseline, and its atlas key
     (the subpixel phase of x included). Each line starts at 0, or ends at `width` (26.6) where
     align_right[line] is set."""
+    advance, x_offset, y_offset, font, gid = glyphs
     n = len(order)
     x = np.empty(n, np.int64)
     lift = np.empty(n, np.int64)
@@ -337,16 +388,7 @@ def place(
 
 @compiled
 def composite(
-    slots: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    start: np.ndarray,
-    size: np.ndarray,
-    offsets: np.ndarray,
-    values: np.ndarray,
-    out: np.ndarray,
+    slots: np.ndarray, x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray, ink: Ink, out: np.ndarray
 ) -> None:
     """Add the glyphs' ink to `out` (2-D, as wide as the atlas stride), glyph i's origin at (x[i], y[i]).
 
@@ -357,31 +399,21 @@ def composite(
     stride = out.shape[1]
     for i in range(len(slots)):
         origin = y[i] * stride + x[i]
-        s = start[slots[i]]
-        for k in range(s, s + size[slots[i]]):
-            at = offsets[k] + origin
+        s = ink.start[slots[i]]
+        for k in range(s, s + ink.size[slots[i]]):
+            at = ink.offsets[k] + origin
             if lo[i] <= at < hi[i]:
-                flat[at] += values[k]
+                flat[at] += ink.values[k]
 
 
 @compiled
 def draw_lines(
-    slots: np.ndarray,
-    x: np.ndarray,
-    lift: np.ndarray,
-    line_of: np.ndarray,
+    glyphs: Placed,
     region_start: np.ndarray,
     region_end: np.ndarray,
     patch: int,
     baseline: int,
-    start: np.ndarray,
-    size: np.ndarray,
-    top: np.ndarray,
-    bottom: np.ndarray,
-    left: np.ndarray,
-    right: np.ndarray,
-    offsets: np.ndarray,
-    values: np.ndarray,
+    ink: Ink,
     out: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Composite each line into its patch row of `out` (line l's row starts at l * patch), the
@@ -390,6 +422,7 @@ def draw_lines(
     returns which (and each line's ink top and bottom, relative to its baseline) for the caller to
     scale them down, and each line's ink columns in `out` [left, right) (empty for no ink).
     """
+    slots, x, lift, line_of = glyphs
     n_lines = len(region_start)
     ink_top = np.full(n_lines, 1 << 62, np.int64)
     ink_bottom = np.full(n_lines, -(1 << 62), np.int64)
@@ -397,11 +430,11 @@ def draw_lines(
     columns[:, 0] = out.shape[1]
     for i in range(len(slots)):
         line, slot = line_of[i], slots[i]
-        ink_top[line] = min(ink_top[line], top[slot] - lift[i])
-        ink_bottom[line] = max(ink_bottom[line], bottom[slot] - lift[i])
+        ink_top[line] = min(ink_top[line], ink.top[slot] - lift[i])
+        ink_bottom[line] = max(ink_bottom[line], ink.bottom[slot] - lift[i])
         # A glyph without ink has left NO_INK and right -NO_INK: it never widens the columns.
-        columns[line, 0] = max(0, min(columns[line, 0], x[i] + left[slot]))
-        columns[line, 1] = min(out.shape[1], max(columns[line, 1], x[i] + right[slot]))
+        columns[line, 0] = max(0, min(columns[line, 0], x[i] + ink.left[slot]))
+        columns[line, 1] = min(out.shape[1], max(columns[line, 1], x[i] + ink.right[slot]))
     too_tall = np.zeros(n_lines, np.bool_)
     base = np.empty(n_lines, np.int64)
     for row in range(n_lines):
@@ -420,7 +453,7 @@ def draw_lines(
         y[i] = base[line] - lift[i]
         lo[i] = region_start[line] * row_size
         hi[i] = region_end[line] * row_size
-    composite(slots[normal], x[normal], y[normal], lo[normal], hi[normal], start, size, offsets, values, out)
+    composite(slots[normal], x[normal], y[normal], lo[normal], hi[normal], ink, out)
     return too_tall, ink_top, ink_bottom, columns
 
 
@@ -472,10 +505,7 @@ def _unifont_code_point(cp: int) -> int:
 def unifont_draw(
     cps: np.ndarray,
     text_start: np.ndarray,
-    index: np.ndarray,
-    widths: np.ndarray,
-    strip_start: np.ndarray,
-    ink: np.ndarray,
+    glyphs: UnifontGlyphs,
     text_value: int,
     images: np.ndarray,
     drawn: np.ndarray,
@@ -483,10 +513,11 @@ def unifont_draw(
     flags: np.ndarray,
 ) -> None:
     """big_vision's `render_unifont` for text t = cps[text_start[t]:text_start[t + 1]] into images[t]
-    (height x width*3 bytes that hold the background): glyphs trimmed to `widths` columns from
-    ink column `strip_start`, wrapped by character at row floor(end / (width - widest glyph)).
-    Sets how many code points were drawn, the lines used, and `flags` bit 1 where a drawn code point
-    has no glyph, bit 2 where the text holds a lone surrogate (drawn as U+FFFD)."""
+    (height x width*3 bytes that hold the background), wrapped by character at row
+    floor(end / (width - widest glyph)). Sets how many code points were drawn, the lines used, and
+    `flags` bit 1 where a drawn code point has no glyph, bit 2 where the text holds a lone surrogate
+    (drawn as U+FFFD)."""
+    index, widths, strip_start, ink = glyphs
     height, width = images.shape[1], images.shape[2] // 3
     rows = (height + 15) // 16
     for t in range(len(text_start) - 1):

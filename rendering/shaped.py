@@ -41,7 +41,7 @@ DEFAULTS = {
 # buffers to stay in the CPU's caches.
 _GROUP = 32
 _MARGIN = 32  # pixels composited beyond each side of the canvas, for ink that overhangs it, then cut
-_NO_TABLES = (np.zeros(0, bool), np.zeros(0, bool))
+_NO_TABLES = kernels.BreakTables(np.zeros(0, bool), np.zeros(0, bool))
 
 
 @dataclass
@@ -287,11 +287,11 @@ class ShapedRenderer(Renderer):
         and how many each text has."""
         height, width = self.image_size
         tables = (
-            (chartables.no_space_script(), chartables.no_break_before())
+            kernels.BreakTables(chartables.no_space_script(), chartables.no_break_before())
             if any(no_space.tolist())
             else _NO_TABLES
         )
-        args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, *tables)
+        args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, tables)
         lines, line_count, rest = kernels.break_batch(cps, cp_start, *args, height // self.patch_size)
         counts, ends = line_count.tolist(), rest.tolist()
         for t, (text, report) in enumerate(zip(texts, reports, strict=True)):
@@ -304,7 +304,7 @@ class ShapedRenderer(Renderer):
                     shaped.advance[g0:g1],
                     width * 64,
                     no_space[t],
-                    *tables,
+                    tables,
                     self._cluster_bounds(text),
                     lines[t],
                 )
@@ -380,11 +380,7 @@ class ShapedRenderer(Renderer):
         x, lift, keys = kernels.place(
             batch.order,
             line_of,
-            shaped.advance,
-            shaped.x_offset,
-            shaped.y_offset,
-            shaped.font,
-            shaped.gid,
+            kernels.GlyphRow(shaped.advance, shaped.x_offset, shaped.y_offset, shaped.font, shaped.gid),
             align_right,
             width * 64,
             _MARGIN,
@@ -394,8 +390,9 @@ class ShapedRenderer(Renderer):
         # Each line's ink is kept inside its patch row by moving the baseline, and never reaches
         # another text's rows; a stack too tall for the row (Tibetan, say) is drawn apart and shrunk.
         region = np.repeat(line_start[:-1], batch.line_count), np.repeat(line_start[1:], batch.line_count)
+        placed = kernels.Placed(slots, x, lift, line_of)
         too_tall, top, bottom, columns = kernels.draw_lines(
-            slots, x, lift, line_of, *region, patch, self.config["baseline"], *atlas.tables, darkness
+            placed, *region, patch, self.config["baseline"], atlas.ink, darkness
         )
         for row in np.flatnonzero(too_tall).tolist() if any(too_tall.tolist()) else ():
             mine = line_of == row

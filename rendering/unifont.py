@@ -116,8 +116,8 @@ class UnifontRenderer(Renderer):
         images = np.full((len(texts), self._height, self._width * 3), self._background, np.uint8)
         drawn, lines, flags = (np.zeros(len(texts), np.int64) for _ in range(3))
         kernels.unifont_draw(
-            cps, text_start, glyphs.index, trim.width, trim.strip_start, glyphs.ink, self._text_value,
-            images, drawn, lines, flags,
+            cps, text_start, kernels.UnifontGlyphs(glyphs.index, trim.width, trim.strip_start, glyphs.ink),
+            self._text_value, images, drawn, lines, flags,
         )  # fmt: skip
         reports = []
         for t, text in enumerate(texts):

@@ -19,32 +19,15 @@ def test_ink_pushed_past_a_texts_rows_is_dropped_not_drawn_into_the_next_text():
     offsets, values = np.array([1 * stride + 9]), np.array([200], np.int32)
     one_glyph = np.zeros(1, np.int64)
     out = np.zeros((2 * patch, stride), np.int32)
-    too_tall, _, _, _ = kernels.draw_lines(
-        one_glyph,  # slot 0
-        one_glyph,  # at x = 0
-        one_glyph,  # no lift
-        one_glyph,  # on line 0
-        np.array([0, 1]),  # line l belongs to the text whose lines are region_start[l]..region_end[l]
-        np.array([1, 2]),
-        patch,
-        baseline,
-        start,
-        size,
-        top,
-        bottom,
-        left,
-        right,
-        offsets,
-        values,
-        out,
-    )
+    regions = np.array([0, 1]), np.array([1, 2])  # line l's text has lines region_start[l]..region_end[l]
+    at_origin = kernels.Placed(one_glyph, one_glyph, one_glyph, one_glyph)  # slot 0, x 0, no lift, line 0
+    ink = kernels.Ink(start, size, top, bottom, left, right, offsets, values)
+    too_tall, _, _, _ = kernels.draw_lines(at_origin, *regions, patch, baseline, ink, out)
     assert not too_tall.any()
     assert not out.any(), "the pixel would have landed in row 4, the second text's"
     # The same glyph one column further left stays inside its own row (row 3) and is drawn.
-    _, _, _, columns = kernels.draw_lines(
-        one_glyph, one_glyph, one_glyph, one_glyph, np.array([0, 1]), np.array([1, 2]), patch, baseline,
-        start, size, top, bottom, np.array([7]), np.array([8]), np.array([1 * stride + 7]), values, out,
-    )  # fmt: skip
+    ink = ink._replace(left=np.array([7]), right=np.array([8]), offsets=np.array([1 * stride + 7]))
+    _, _, _, columns = kernels.draw_lines(at_origin, *regions, patch, baseline, ink, out)
     assert out[3, 7] == 200 and out.sum() == 200
     # Each line's ink columns, which is all the shading reads: line 0 holds column 7, line 1 nothing.
     assert columns[0].tolist() == [7, 8] and columns[1, 0] >= columns[1, 1]
@@ -59,8 +42,8 @@ def test_glyph_atlas_rasterises_each_glyph_once_and_finds_it_again():
     d = kernels.glyph_key(0, 38, 0)
     more = atlas.slots(np.array([d, b], np.int64))
     assert more[1] == first[1] and more[0] == max(first) + 1  # only the new glyph is rasterised
-    start, size, *_ = atlas.tables
-    assert len(start) == 4 and (size[first] > 0).all()  # stored with ink
+    ink = atlas.ink
+    assert len(ink.start) == 4 and (ink.size[first] > 0).all()  # stored with ink
 
 
 def test_a_glyph_key_splits_back_into_its_font_glyph_and_subpixel_phase():
