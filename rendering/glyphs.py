@@ -49,7 +49,7 @@ class GlyphAtlas:
         self._bottom: list[int] = []
         self._left: list[int] = []
         self._right: list[int] = []
-        self._arrays: tuple[np.ndarray, ...] | None = None
+        self._ink: kernels.Ink | None = None  # built again after each new glyph
 
     def hb_font(self, index: int) -> hb.Font:
         font = self._hb_fonts.get(index)
@@ -80,12 +80,10 @@ class GlyphAtlas:
     @property
     def ink(self) -> kernels.Ink:
         """The ink of every glyph rasterised so far, as the drawing loops read it."""
-        if self._arrays is None:
-            self._arrays = tuple(
-                np.asarray(t, np.int64)
-                for t in (self._start, self._size, self._top, self._bottom, self._left, self._right)
-            )
-        return kernels.Ink(*self._arrays, self._offsets, self._values)
+        if self._ink is None:
+            per_slot = (self._start, self._size, self._top, self._bottom, self._left, self._right)
+            self._ink = kernels.Ink(*(np.asarray(t, np.int64) for t in per_slot), self._offsets, self._values)
+        return self._ink
 
     def composite(
         self, slots: np.ndarray, x: np.ndarray, y: np.ndarray, shape: tuple[int, int]
@@ -119,7 +117,7 @@ class GlyphAtlas:
         self._left.append(int(cols.min()) + left if n else NO_INK)
         self._right.append(int(cols.max()) + 1 + left if n else -NO_INK)
         self._used += n
-        self._arrays = None
+        self._ink = None
         return len(self._size) - 1
 
     def _face(self, index: int) -> freetype.Face:
