@@ -67,6 +67,18 @@ class UnifontGlyphs(NamedTuple):
     ink: np.ndarray
 
 
+class TextBatch(NamedTuple):
+    """A batch's texts and their glyphs, end to end, as line breaking reads them: text t's code
+    points are `cps[cp_start[t]:cp_start[t + 1]]` and its glyphs `glyph_start[t]` to
+    `glyph_start[t + 1]`, each with the offset of its cluster in the text and its advance (26.6)."""
+
+    cps: np.ndarray
+    cp_start: np.ndarray
+    cluster: np.ndarray
+    advance: np.ndarray
+    glyph_start: np.ndarray
+
+
 class Placed(NamedTuple):
     """Glyphs placed on lines: each one's atlas slot, x of its origin in whole pixels, lift above
     the baseline, and line in the batch's numbering."""
@@ -261,19 +273,15 @@ def break_lines(
 
 @compiled
 def break_batch(
-    cps: np.ndarray,
-    cp_start: np.ndarray,
-    cluster: np.ndarray,
-    advance: np.ndarray,
-    glyph_start: np.ndarray,
+    batch: TextBatch,
     limit: int,
     check_no_space: np.ndarray,
     tables: BreakTables,
     rows: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`break_lines` for each text of a batch (code points and glyphs end to end): text t's lines
-    (texts x `rows` x 2), their number (NEED_CLUSTERS where it needs grapheme boundaries) and where
-    the text that fits ends."""
+    """`break_lines` for each text of `batch`: text t's lines (texts x `rows` x 2), their number
+    (NEED_CLUSTERS where it needs grapheme boundaries) and where the text that fits ends."""
+    cps, cp_start, cluster, advance, glyph_start = batch
     texts = len(cp_start) - 1
     lines = np.zeros((texts, rows, 2), np.int64)
     line_count = np.zeros(texts, np.int64)

@@ -291,8 +291,9 @@ class ShapedRenderer(Renderer):
             if any(no_space.tolist())
             else _NO_TABLES
         )
-        args = (shaped.cluster, shaped.advance, glyph_start, width * 64, no_space, tables)
-        lines, line_count, rest = kernels.break_batch(cps, cp_start, *args, height // self.patch_size)
+        batch = kernels.TextBatch(cps, cp_start, shaped.cluster, shaped.advance, glyph_start)
+        rows = height // self.patch_size
+        lines, line_count, rest = kernels.break_batch(batch, width * 64, no_space, tables, rows)
         counts, ends = line_count.tolist(), rest.tolist()
         for t, (text, report) in enumerate(zip(texts, reports, strict=True)):
             if counts[t] == kernels.NEED_CLUSTERS:
