@@ -79,7 +79,12 @@ MODULES: dict[str, Target] = {
         deselect=(_PRUNE_TEST,),
     ),
     "indexer/ingest.py": Target(
-        ("tests/test_indexer_pipeline.py", "tests/test_indexer_crash.py", "tests/test_file_names.py"),
+        (
+            "tests/test_indexer_ingest.py",
+            "tests/test_indexer_pipeline.py",
+            "tests/test_indexer_crash.py",
+            "tests/test_file_names.py",
+        ),
         deselect=(_PRUNE_TEST,),
     ),
 }

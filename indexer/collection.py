@@ -88,6 +88,8 @@ class Failure:
     path: str
     reason: str
     failed_at: datetime
+    size: int | None  # of the file when it failed, where it could be read
+    mtime_ns: int | None
 
 
 @dataclass(frozen=True)
@@ -353,6 +355,15 @@ class Collection:
             .values(generation=db.collections.c.generation + 1, updated_at=now())
         )
 
+    def forget_failures(self, conn: Connection, paths: Sequence[str]) -> None:
+        """Drop the failure records of `paths` (inside the caller's transaction)."""
+        for start in range(0, len(paths), 5_000):
+            conn.execute(
+                delete(db.index_failures)
+                .where(db.index_failures.c.collection_id == self.id)
+                .where(db.index_failures.c.path.in_(paths[start : start + 5_000]))
+            )
+
     def delete_images(self, conn: Connection, ids: Sequence[int]) -> None:
         """Delete image rows and log them for the FAISS index (inside the caller's transaction)."""
         for start in range(0, len(ids), 10_000):
@@ -579,7 +590,13 @@ class Collection:
     def failures(self) -> list[Failure]:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(db.index_failures.c.path, db.index_failures.c.reason, db.index_failures.c.failed_at)
+                select(
+                    db.index_failures.c.path,
+                    db.index_failures.c.reason,
+                    db.index_failures.c.failed_at,
+                    db.index_failures.c.size,
+                    db.index_failures.c.mtime_ns,
+                )
                 .where(db.index_failures.c.collection_id == self.id)
                 .order_by(db.index_failures.c.path)
             ).all()

@@ -132,12 +132,7 @@ def _forget_unseen(
             select(db.index_failures.c.path).where(db.index_failures.c.collection_id == collection.id)
         ).scalars()
         stale = [p for p in failures if p not in seen and any(under(p, r) for r in roots)]
-        for start in range(0, len(stale), 5_000):
-            conn.execute(
-                delete(db.index_failures)
-                .where(db.index_failures.c.collection_id == collection.id)
-                .where(db.index_failures.c.path.in_(stale[start : start + 5_000]))
-            )
+        collection.forget_failures(conn, stale)
         if not prune:
             return 0
         gone = [

@@ -24,7 +24,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import delete, insert, update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
@@ -113,6 +113,7 @@ class Plan:
     inspection: Inspection | None = None
     reason: str = ""
     vector: np.ndarray | None = None
+    failure: Failure | None = None  # why inspecting the file failed, with its size and time if known
 
 
 class _InlineExecutor(Executor):
@@ -188,7 +189,7 @@ class IngestRun:
     # ----- classification -----
     def plan(self, job: Job, result: Inspection | Failure) -> Plan:
         if isinstance(result, Failure):
-            return Plan(job, Action.FAIL, reason=result.reason)
+            return Plan(job, Action.FAIL, reason=result.reason, failure=result)
         digest = result.content_hash
         if self.mode == "add" and job.row is not None and job.row.content_hash == digest:
             return Plan(job, Action.TOUCH, result)
@@ -371,13 +372,7 @@ class IngestRun:
     def _write_failures(self, conn: Connection, done: list[str], failed: list[Plan], stamp: datetime) -> None:
         """The failures of this batch recorded, and earlier ones of the files done (or failed again)
         cleared."""
-        paths = done + [p.job.path for p in failed]
-        for start_at in range(0, len(paths), 5_000):
-            conn.execute(
-                delete(db.index_failures)
-                .where(db.index_failures.c.collection_id == self.collection.id)
-                .where(db.index_failures.c.path.in_(paths[start_at : start_at + 5_000]))
-            )
+        self.collection.forget_failures(conn, done + [p.job.path for p in failed])
         if failed:
             conn.execute(
                 insert(db.index_failures), [_failure_values(self.collection.id, p, stamp) for p in failed]
@@ -412,7 +407,7 @@ def _row_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
 
 
 def _failure_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
-    info = plan.inspection
+    info = plan.inspection or plan.failure
     return {
         "collection_id": collection_id,
         "path": plan.job.path,

@@ -54,21 +54,45 @@ def test_first_run_indexes_every_image_and_rerun_skips_unchanged(tiny: str, phot
     assert collection.vector_index().state.live == 18
 
 
-def test_changed_file_is_reencoded_and_touched_file_is_not(tiny: str, photos: Path) -> None:
+def generation(collection: Collection) -> int:
+    with collection.engine.connect() as conn:
+        return collection.generation(conn)
+
+
+def test_changed_files_are_reencoded_and_touched_files_are_not(tiny: str, photos: Path) -> None:
     index_paths([photos], "c", tiny, options=FAST)
     collection = indexer.open_collection("c")
-    edited, touched = photos / "img00001.png", photos / "img00002.jpg"
-    old = collection.image_by_path(edited)
-    write_image(edited, seed=999)
-    stat = touched.stat()
-    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
-    report = index_paths([photos], "c", options=FAST)
-    assert (report.updated, report.touched, report.encoded, report.unchanged) == (1, 1, 1, 16)
-    new = collection.image_by_path(edited)
-    assert new.id != old.id and new.content_hash != old.content_hash
+    edited = [photos / "img00001.png", photos / "img00003.png"]
+    touched = [photos / "img00002.jpg", photos / "img00004.jpg"]
+    old = [collection.image_by_path(path) for path in edited]
+    for seed, path in enumerate(edited, start=990):
+        write_image(path, seed=seed)
+    for path in touched:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    before = generation(collection)
+    # One image per commit: the counts add up over several transactions.
+    report = index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, commit_every=1))
+    assert (report.updated, report.touched, report.encoded, report.unchanged) == (2, 2, 2, 14)
+    assert generation(collection) > before  # the saved vector index knows it is behind
+    for path, was in zip(edited, old, strict=True):
+        new = collection.image_by_path(path)
+        assert new.id != was.id and new.content_hash != was.content_hash
+        assert collection.search(image=path, k=1)[0].image_id == new.id
     assert collection.count() == 18
-    hits = collection.search(image=edited, k=1)
-    assert hits[0].image_id == new.id
+    # A touched file's row takes its new size and time, so the next run leaves it alone, and
+    # changes no vector: the index has nothing to catch up with.
+    for path in touched:
+        row = collection.image_by_path(path)
+        assert (row.size, row.mtime_ns) == (path.stat().st_size, path.stat().st_mtime_ns)
+    for path in touched:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))
+    before = generation(collection)
+    assert index_paths([photos], "c", options=FAST).touched == 2
+    assert generation(collection) == before
+    again = index_paths([photos], "c", options=FAST)
+    assert (again.unchanged, again.touched, again.encoded) == (18, 0, 0)
 
 
 def test_renamed_file_reuses_its_vector(tiny: str, photos: Path) -> None:
@@ -97,6 +121,20 @@ def test_duplicate_content_reuses_one_vector_within_and_across_runs(tiny: str, t
     hits = collection.search(image=folder / "img00001.png", k=2)
     assert {Path(h.path).name for h in hits} == {"img00001.png", "later-copy.png"}
     assert all(h.score == pytest.approx(1.0, abs=1e-4) for h in hits)
+
+
+def test_a_copy_committed_earlier_in_the_same_run_lends_its_vector(tiny: str, tmp_path: Path) -> None:
+    folder = tmp_path / "dups"
+    write_images(folder, 4)
+    shutil.copy(folder / "img00000.jpg", folder / "z-copy-a.jpg")
+    shutil.copy(folder / "img00001.png", folder / "z-copy-b.png")
+    # One image per commit: the originals are in the shards before their copies come up.
+    report = index_paths([folder], "c", tiny, options=IndexOptions(progress=False, workers=0, commit_every=1))
+    assert (report.added, report.encoded, report.reused, report.failed) == (6, 4, 2, 0)
+    collection = indexer.open_collection("c")
+    for original, copy in (("img00000.jpg", "z-copy-a.jpg"), ("img00001.png", "z-copy-b.png")):
+        a, b = collection.image_by_path(folder / original), collection.image_by_path(folder / copy)
+        np.testing.assert_array_equal(stored_vector(collection, a.id), stored_vector(collection, b.id))
 
 
 def test_prune_drops_vanished_images_only_when_asked(tiny: str, photos: Path) -> None:
@@ -148,6 +186,58 @@ def test_bad_files_are_listed_and_the_run_goes_on(
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 89_478_485)
     index_paths([photos], "c", options=FAST)
     assert {Path(f.path).name for f in collection.failures()} == {"not-an-image.png", "empty.webp"}
+
+
+def test_a_file_whose_header_reads_but_whose_pixels_do_not_fails_with_its_copies(
+    tiny: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 4, suffixes=(".jpg",))
+    whole = (folder / "img00000.jpg").read_bytes()
+    # Cut in half, a JPEG still has its header (so it is hashed and planned for the model) but not
+    # all of its pixels. Its identical copy comes second and would borrow its vector; a good image
+    # follows in the same commit.
+    for name in ("cut-a.jpg", "cut-b.jpg"):
+        (folder / name).write_bytes(whole[: len(whole) // 2])
+    not_image = folder / "note.jpg"
+    not_image.write_bytes(b"hello, I am text")
+    report = index_paths([folder], "c", tiny, options=FAST)
+    assert (report.added, report.encoded, report.failed) == (4, 4, 3)
+    collection = indexer.open_collection("c")
+    failures = {Path(f.path).name: f for f in collection.failures()}
+    assert set(failures) == {"cut-a.jpg", "cut-b.jpg", "note.jpg"}
+    for name in ("cut-a.jpg", "cut-b.jpg"):
+        assert "image file is truncated" in failures[name].reason
+    # The record says what the file was when it failed, whether it failed at its header or its pixels.
+    for name, failure in failures.items():
+        stat = (folder / name).stat()
+        assert (failure.size, failure.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    assert dict(report.failures) == {str(folder / n): f.reason for n, f in failures.items()}
+
+
+def test_the_model_sees_batches_of_the_batch_size(
+    tiny: str, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes = []
+    encode = model.Encoder.encode_images_tolerant
+
+    def recorded(self: model.Encoder, images: list, batch_size: int | None = None) -> object:
+        sizes.append(len(images))
+        return encode(self, images, batch_size)
+
+    monkeypatch.setattr(model.Encoder, "encode_images_tolerant", recorded)
+    index_paths([photos], "default", tiny, options=IndexOptions(progress=False, workers=0))
+    assert sizes == [16, 2]  # 16 without a batch size
+    sizes.clear()
+    index_paths([photos], "fives", tiny, options=IndexOptions(progress=False, workers=0, batch_size=5))
+    assert sizes == [5, 5, 5, 3]
+
+
+def test_the_timings_say_where_the_run_went(tiny: str, photos: Path) -> None:
+    report = index_paths([photos], "c", tiny, options=FAST)
+    assert all(seconds > 0 for seconds in report.timings.values()), report.timings
+    # With workers=0 every stage runs in this process, one after another.
+    assert sum(report.timings.values()) <= report.seconds
 
 
 def test_pipes_and_broken_links_are_reported_and_never_block_a_run(
@@ -278,6 +368,26 @@ def test_reindex_drops_images_whose_files_are_gone(tiny: str, photos: Path, pixg
     report = indexer.reindex("c", "other", options=FAST)
     assert report.pruned == 1 and report.failed == 1
     assert indexer.open_collection("c").count() == 17
+
+
+def test_reindex_takes_the_new_content_of_files_changed_since_they_were_indexed(
+    tiny: str, photos: Path, pixglot_home: Path
+) -> None:
+    index_paths([photos], "c", tiny, options=FAST)
+    collection = indexer.open_collection("c")
+    edited = photos / "img00006.jpg"
+    old = collection.image_by_path(edited)
+    write_image(edited, seed=990, size=(40, 30))
+    model.save(model.create("tiny-test", seed=1), pixglot_home / "models" / "other")
+    report = indexer.reindex("c", "other", options=FAST)
+    assert (report.encoded, report.failed) == (18, 0)
+    collection = indexer.open_collection("c")
+    new = collection.image_by_path(edited)
+    stat = edited.stat()
+    assert new.id == old.id and new.content_hash != old.content_hash
+    assert (new.size, new.mtime_ns, new.width, new.height) == (stat.st_size, stat.st_mtime_ns, 40, 30)
+    hit = collection.search(image=edited, k=1)[0]
+    assert hit.image_id == new.id and hit.score == pytest.approx(1.0, abs=1e-4)
 
 
 def pixglot_warnings(caught: list[warnings.WarningMessage]) -> list[str]:
@@ -599,7 +709,7 @@ def test_a_bad_file_is_a_failure_with_its_reason_size_and_time(tmp_path: Path) -
         elapsed = time.perf_counter() - before
         assert (failed.path, failed.reason) == (str(note), "not a readable image (unknown or corrupt format)")
         assert 0 < failed.seconds <= elapsed
-    # The next run compares these with the file's to leave an unchanged bad file alone.
+    # The failure record keeps them: what the file was when it could not be read.
     inspected = decode.inspect_file(str(note))
     assert (inspected.size, inspected.mtime_ns) == (stat.st_size, stat.st_mtime_ns)
 
