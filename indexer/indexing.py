@@ -246,4 +246,8 @@ def check_options(options: IndexOptions) -> IndexOptions:
         raise InputError(f"batch size {options.batch_size}: must be at least 1")
     if options.workers is not None and options.workers < 0:
         raise InputError(f"workers {options.workers}: must be 0 or more")
+    if options.ray is not None:
+        from indexer import on_ray
+
+        on_ray.check_cluster(options.ray)  # before anything is written
     return options

@@ -14,6 +14,7 @@ A file that cannot be read is recorded in `index_failures` with the reason; the 
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -32,6 +33,7 @@ from ground import db
 from ground.processes import available_cores, worker_pool
 from indexer.collection import Collection, now
 from indexer.decode import MAX_FILE_BYTES, Decoded, Failure, Inspection, decode_file, inspect_file
+from indexer.on_ray import Encoded
 from indexer.scan import FileEntry
 from indexer.shards import ShardStore
 
@@ -48,6 +50,9 @@ class IndexOptions:
     prune: bool = False
     progress: bool = True
     max_file_bytes: int = MAX_FILE_BYTES
+    # Read, decode and encode on a Ray cluster at this address ("local": a new one on this machine);
+    # None: in this process and its decoding workers.
+    ray: str | None = None
 
 
 @dataclass
@@ -110,6 +115,7 @@ class Action(Enum):
 class Plan:
     job: Job
     action: Action
+    position: int  # in the run's jobs: rows are inserted in this order, however the vectors came
     inspection: Inspection | None = None
     reason: str = ""
     vector: np.ndarray | None = None
@@ -185,25 +191,24 @@ class IngestRun:
         self.touched: list[Plan] = []
         self.failed: list[Plan] = []
         self.claimed: set[str] = set()  # hashes this run will encode (before their vectors exist)
+        self.planned = 0
 
     # ----- classification -----
     def plan(self, job: Job, result: Inspection | Failure) -> Plan:
+        position, self.planned = self.planned, self.planned + 1
         if isinstance(result, Failure):
-            return Plan(job, Action.FAIL, reason=result.reason, failure=result)
+            return Plan(job, Action.FAIL, position, reason=result.reason, failure=result)
         digest = result.content_hash
         if self.mode == "add" and job.row is not None and job.row.content_hash == digest:
-            return Plan(job, Action.TOUCH, result)
+            return Plan(job, Action.TOUCH, position, result)
         if digest in self.known or digest in self.claimed:
-            return Plan(job, Action.REUSE, result)
+            return Plan(job, Action.REUSE, position, result)
         self.claimed.add(digest)
-        return Plan(job, Action.ENCODE, result)
+        return Plan(job, Action.ENCODE, position, result)
 
     # ----- the run -----
     def run(self, jobs: Sequence[Job]) -> None:
         options = self.options
-        batch = options.batch_size or 16
-        pool, workers = _executor(options.workers, len(jobs))
-        ahead = max(1, workers)
         progress = tqdm(
             total=len(jobs),
             desc=f"indexing {self.collection.name}",
@@ -212,22 +217,9 @@ class IngestRun:
             dynamic_ncols=True,
             smoothing=0.05,
         )
-        try:
-            inspected = ordered_map(
-                pool, jobs, lambda job: (inspect_file, job.path, options.max_file_bytes), 8 * ahead
-            )
-            planned = (self.plan(job, result) for job, result in inspected)
-            decoded = ordered_map(
-                pool,
-                planned,
-                lambda p: (
-                    (decode_file, p.job.path, self.image_size, options.max_file_bytes)
-                    if p.action is Action.ENCODE
-                    else None
-                ),
-                2 * batch + 4 * ahead,
-            )
-            for plan, result in decoded:
+        results = self._results_on_ray(jobs) if options.ray is not None else self._results_here(jobs)
+        with progress, contextlib.closing(results):
+            for plan, result in results:
                 self.accept(plan, result)
                 progress.update(1)
                 pending = len(self.ready) + len(self.to_encode)
@@ -237,11 +229,57 @@ class IngestRun:
                 ):
                     self.commit()
             self.commit()
+
+    def _results_here(self, jobs: Sequence[Job]) -> Iterator[tuple[Plan, Decoded | Failure | None]]:
+        """Each job's plan, in order, with the file decoded where it is to be encoded: in worker
+        processes, a window of files ahead."""
+        options = self.options
+        pool, workers = _executor(options.workers, len(jobs))
+        ahead = max(1, workers)
+        try:
+            inspected = ordered_map(
+                pool, jobs, lambda job: (inspect_file, job.path, options.max_file_bytes), 8 * ahead
+            )
+            planned = (self.plan(job, result) for job, result in inspected)
+            yield from ordered_map(
+                pool,
+                planned,
+                lambda p: (
+                    (decode_file, p.job.path, self.image_size, options.max_file_bytes)
+                    if p.action is Action.ENCODE
+                    else None
+                ),
+                2 * (options.batch_size or 16) + 4 * ahead,
+            )
         finally:
-            progress.close()
             # On an interrupt, queued decoding is dropped rather than waited for; what was
             # committed stays, and the next run resumes from there.
             pool.shutdown(wait=True, cancel_futures=True)
+
+    def _results_on_ray(
+        self, jobs: Sequence[Job]
+    ) -> Iterator[tuple[Plan, Encoded | Decoded | Failure | None]]:
+        """Each job's plan, in order, with the file encoded on the Ray cluster where it is to be."""
+        from indexer import on_ray
+
+        row_hashes = [job.row.content_hash if self.mode == "add" and job.row else None for job in jobs]
+        with on_ray.connected(self.options.ray):
+            stream = on_ray.inspect_and_encode(
+                [job.path for job in jobs],
+                row_hashes,
+                self.known,
+                self.encoder,
+                self.options.max_file_bytes,
+                self.options.batch_size,
+            )
+            for job, (inspected, outcome) in zip(jobs, stream, strict=True):
+                plan = self.plan(job, inspected)
+                if plan.action is not Action.ENCODE:
+                    yield plan, None
+                elif outcome is None:  # skipped as known by a hash prefix that only looked alike
+                    yield plan, decode_file(job.path, self.image_size, self.options.max_file_bytes)
+                else:
+                    yield plan, outcome
 
     def accept(self, plan: Plan, decoded: Decoded | Failure | None) -> None:
         if plan.inspection is not None:
@@ -255,6 +293,11 @@ class IngestRun:
         elif isinstance(decoded, Failure):
             self.report.timings["decode"] += decoded.seconds
             self._fail(plan, decoded.reason)
+        elif isinstance(decoded, Encoded):
+            self.report.timings["decode"] += decoded.seconds
+            self.report.timings["encode"] += decoded.encode_seconds
+            self._encoded(plan, decoded.vector)
+            self.report.encoded += 1
         else:
             self.report.timings["decode"] += decoded.seconds
             self.to_encode.append((plan, decoded))
@@ -276,14 +319,16 @@ class IngestRun:
             [decoded.image for _, decoded in batch], batch_size=self.options.batch_size
         )
         for position, vector in zip(result.ok, result.vectors, strict=True):
-            plan = batch[position][0]
-            plan.vector = vector
-            self.fresh[plan.inspection.content_hash] = vector
-            self.ready.append(plan)
+            self._encoded(batch[position][0], vector)
         for position, reason in result.failures:
             self._fail(batch[position][0], reason)
         self.report.encoded += len(result.ok)
         self.report.timings["encode"] += time.perf_counter() - start
+
+    def _encoded(self, plan: Plan, vector: np.ndarray) -> None:
+        plan.vector = vector
+        self.fresh[plan.inspection.content_hash] = vector
+        self.ready.append(plan)
 
     def _resolve_vectors(self) -> None:
         """Give each reused row its vector: from this run, or from the shards (read once per shard)."""
@@ -316,7 +361,9 @@ class IngestRun:
         self.encode()
         start = time.perf_counter()
         self._resolve_vectors()
-        ready, touched, failed = self.ready, self.touched, self.failed
+        # Rows take ids in the order of the files, whichever vectors were ready first.
+        ready = sorted(self.ready, key=lambda plan: plan.position)
+        touched, failed = self.touched, self.failed
         if not (ready or touched or failed):
             return
         stamp = now()
@@ -407,12 +454,12 @@ def _row_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
 
 
 def _failure_values(collection_id: int, plan: Plan, stamp: datetime) -> dict:
-    info = plan.inspection or plan.failure
+    info = plan.inspection or plan.failure  # a failed plan has one or the other
     return {
         "collection_id": collection_id,
         "path": plan.job.path,
-        "size": info.size if info else None,
-        "mtime_ns": info.mtime_ns if info else None,
+        "size": info.size,
+        "mtime_ns": info.mtime_ns,
         "reason": plan.reason,
         "failed_at": stamp,
     }

@@ -155,6 +155,12 @@ class Encoder:
         self._fingerprint: str | None = None
         self._renderer: rendering.Renderer | None = None
 
+    def __reduce__(self) -> tuple:
+        # Sent to another process (a Ray actor) as fp32 weights on the CPU and the config: it runs on
+        # that process's default device, whatever this one's is.
+        weights = {key: value.detach().cpu() for key, value in self.net.state_dict().items()}
+        return _rebuilt, (self.config, weights, self.name, self.quantize)
+
     def __repr__(self) -> str:
         arch = self.config["architecture"]
         return (
@@ -307,6 +313,19 @@ class Encoder:
         if batch:
             yield [i for i, _ in batch], self._forward_uint8(np.stack([a for _, a in batch]), None)
 
+    def encode_prepared(self, pixels: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """(N, S, S, 3) uint8 images that `prepare_for_model` made (S: image_size) -> (N, dim) unit rows."""
+        size = self.image_size
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != (size, size, 3):
+            raise InputError(
+                f"encode_prepared expects N x {size} x {size} x 3 uint8, got {pixels.dtype} {pixels.shape}"
+            )
+        batch_size = batch_size or self._default_batch("images")
+        out = np.zeros((len(pixels), self.dim), np.float32)
+        for start in range(0, len(pixels), batch_size):
+            out[start : start + batch_size] = self._forward_uint8(pixels[start : start + batch_size], None)
+        return out
+
     def encode_images(self, images: Sequence[ImageSource], batch_size: int | None = None) -> np.ndarray:
         """(N, dim) unit rows; raises BadImageError at the first image that cannot be read."""
         sources = _image_list(images)
@@ -343,6 +362,12 @@ class Encoder:
             chunks.append(vectors)
         vectors = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
         return EncodedImages(vectors, ok, failures)
+
+
+def _rebuilt(config: dict, weights: dict[str, torch.Tensor], name: str, quantize: str | None) -> Encoder:
+    net = ViT(config["architecture"])
+    net.load_state_dict(weights)
+    return Encoder(net, config, name=name, device="cpu" if quantize else None, quantize=quantize)
 
 
 def _image_list(images: Sequence[ImageSource]) -> list[ImageSource]:

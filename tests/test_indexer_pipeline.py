@@ -23,7 +23,7 @@ from PIL import Image
 import indexer
 import model
 from ground.errors import FileFormatError, PixglotWarning
-from indexer import Collection, IndexOptions, ModelMismatch, decode, index_paths
+from indexer import Collection, IndexOptions, ModelMismatch, decode, index_paths, ingest
 from indexer.samples import SampleExif, sample_image, write_image, write_images
 from indexer.scan import scan
 from indexer.vector_index import INDEX_JSON
@@ -46,9 +46,9 @@ def stored_vector(collection: Collection, image_id: int) -> np.ndarray:
 
 def test_first_run_indexes_every_image_and_rerun_skips_unchanged(tiny: str, photos: Path) -> None:
     first = index_paths([photos], "c", tiny, options=FAST)
-    assert (first.added, first.encoded, first.failed) == (18, 18, 0)
+    assert (first.scanned, first.added, first.encoded, first.failed) == (18, 18, 18, 0)
     again = index_paths([photos], "c", options=FAST)
-    assert (again.unchanged, again.added, again.encoded) == (18, 0, 0)
+    assert (again.scanned, again.unchanged, again.added, again.encoded) == (18, 18, 0, 0)
     collection = indexer.open_collection("c")
     assert collection.count() == 18
     assert collection.vector_index().state.live == 18
@@ -238,6 +238,68 @@ def test_the_timings_say_where_the_run_went(tiny: str, photos: Path) -> None:
     assert all(seconds > 0 for seconds in report.timings.values()), report.timings
     # With workers=0 every stage runs in this process, one after another.
     assert sum(report.timings.values()) <= report.seconds
+
+
+def test_a_run_commits_every_commit_every_images_and_every_8_times_that_touched_files(
+    tiny: str, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What a kill can lose is what was not committed yet: at most commit_every encoded images, or
+    # 8 times that many rows whose only change is their mtime.
+    paths = sorted(p for p in photos.rglob("*") if p.is_file())
+    committed: list[tuple[int, int]] = []  # (rows, rows with their new mtime) after each commit
+    commit = ingest.IngestRun.commit
+
+    def recorded(self: ingest.IngestRun) -> None:
+        commit(self)
+        rows = {p: self.collection.image_by_path(p) for p in paths}
+        moved = sum(row is not None and row.mtime_ns == p.stat().st_mtime_ns for p, row in rows.items())
+        committed.append((self.collection.count(), moved))
+
+    monkeypatch.setattr(ingest.IngestRun, "commit", recorded)
+    index_paths([photos], "c", tiny, options=IndexOptions(progress=False, workers=0, commit_every=5))
+    assert [rows for rows, _ in committed] == [5, 10, 15, 18]
+    for path in paths:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    committed.clear()
+    report = index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, commit_every=2))
+    assert report.touched == 18
+    assert [moved for _, moved in committed] == [16, 18]
+    # Failures count with the touched rows (commit_every=1: a commit at 8 of them together). The 5
+    # bad files come first by name, so the commit falls after the 3rd touched file.
+    for i in range(5):
+        (photos / f"bad{i}.png").write_bytes(b"not a picture")
+    for path in paths[:5]:
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    committed.clear()
+    index_paths([photos], "c", options=IndexOptions(progress=False, workers=0, commit_every=1))
+    failures = indexer.open_collection("c").failures
+    assert [moved - 13 for _, moved in committed] == [3, 5] and len(failures()) == 5
+
+
+def test_only_files_with_new_content_are_decoded(
+    tiny: str, photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded = []
+    decode_file = ingest.decode_file
+
+    def recorded(path: str, *args: object) -> object:
+        decoded.append(Path(path).name)
+        return decode_file(path, *args)
+
+    monkeypatch.setattr(ingest, "decode_file", recorded)
+    shutil.copy(photos / "img00003.png", photos / "z-copy.png")
+    index_paths([photos], "c", tiny, options=FAST)
+    assert sorted(decoded) == sorted(p.name for p in photos.rglob("img*"))  # not the copy, which comes later
+    decoded.clear()
+    stat = (photos / "img00004.jpg").stat()
+    os.utime(photos / "img00004.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    shutil.copy(photos / "img00005.png", photos / "z-copy-2.png")
+    write_image(photos / "img00007.png", 600)
+    report = index_paths([photos], "c", options=FAST)
+    assert (report.touched, report.reused, report.updated) == (1, 1, 1)
+    assert decoded == ["img00007.png"]
 
 
 def test_pipes_and_broken_links_are_reported_and_never_block_a_run(

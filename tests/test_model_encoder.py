@@ -243,6 +243,32 @@ def test_precision_and_int8_options_stay_close(tiny):
         model.Encoder(tiny.net, tiny.config, precision="fp8")
 
 
+def test_an_encoder_sent_to_another_process_embeds_as_it_did(tiny):
+    # How a Ray actor receives the model: pickled as fp32 weights and config, rebuilt there.
+    import pickle
+
+    images = [image_bytes(seed) for seed in range(5)]
+    for options in ({}, {"quantize": "int8"}):
+        sent = model.Encoder(tiny.net, tiny.config, **options)
+        received = pickle.loads(pickle.dumps(sent))
+        same = ("name", "quantize", "fingerprint")
+        assert [getattr(received, a) for a in same] == [getattr(sent, a) for a in same]
+        np.testing.assert_allclose(received.encode_images(images), sent.encode_images(images), atol=1e-6)
+        np.testing.assert_allclose(received.encode_texts(TEXTS), sent.encode_texts(TEXTS), atol=1e-6)
+
+
+def test_prepared_pixels_encode_as_the_images_they_came_from(tiny):
+    images = [image_bytes(seed, size=(50 + seed, 30)) for seed in range(7)]
+    size, preprocessing = tiny.image_size, tiny.config["preprocessing"]
+    pixels = np.stack([encoder_module.prepare_for_model(b, size, preprocessing)[0] for b in images])
+    np.testing.assert_allclose(
+        tiny.encode_prepared(pixels, batch_size=3), tiny.encode_images(images), atol=1e-6
+    )
+    for wrong in (pixels.astype(np.float32), pixels[:, :-1], pixels[..., :1]):
+        with pytest.raises(InputError, match=f"expects N x {size} x {size} x 3 uint8"):
+            tiny.encode_prepared(wrong)
+
+
 def test_sincos_position_embeddings_follow_the_mocov3_layout():
     from model.vit import posemb_sincos_2d
 

@@ -58,6 +58,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workers", type=int, metavar="N", help="decoding processes (default: one per core)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="read, decode and encode on the Ray cluster at ADDRESS (without one: a new Ray instance on "
+        "this machine); every node must see the files at the same paths (pip install -e .[ray])",
+    )
     parser.set_defaults(func=run)
 
 
@@ -71,6 +79,7 @@ def _options(args: argparse.Namespace) -> IndexOptions:
         exclude=tuple(args.exclude),
         prune=args.prune,
         progress=not args.quiet and sys.stderr.isatty(),
+        ray=args.ray,
     )
 
 
