@@ -199,12 +199,16 @@ class IngestRun:
         if isinstance(result, Failure):
             return Plan(job, Action.FAIL, position, reason=result.reason, failure=result)
         digest = result.content_hash
-        if self.mode == "add" and job.row is not None and job.row.content_hash == digest:
+        if digest == self._row_hash(job):
             return Plan(job, Action.TOUCH, position, result)
         if digest in self.known or digest in self.claimed:
             return Plan(job, Action.REUSE, position, result)
         self.claimed.add(digest)
         return Plan(job, Action.ENCODE, position, result)
+
+    def _row_hash(self, job: Job) -> str | None:
+        """The content hash a file's row has, where the same content only touches the row."""
+        return job.row.content_hash if self.mode == "add" and job.row is not None else None
 
     # ----- the run -----
     def run(self, jobs: Sequence[Job]) -> None:
@@ -262,11 +266,10 @@ class IngestRun:
         """Each job's plan, in order, with the file encoded on the Ray cluster where it is to be."""
         from indexer import on_ray
 
-        row_hashes = [job.row.content_hash if self.mode == "add" and job.row else None for job in jobs]
         with on_ray.connected(self.options.ray):
             stream = on_ray.inspect_and_encode(
                 [job.path for job in jobs],
-                row_hashes,
+                [self._row_hash(job) for job in jobs],
                 self.known,
                 self.encoder,
                 self.options.max_file_bytes,
@@ -297,7 +300,6 @@ class IngestRun:
             self.report.timings["decode"] += decoded.seconds
             self.report.timings["encode"] += decoded.encode_seconds
             self._encoded(plan, decoded.vector)
-            self.report.encoded += 1
         else:
             self.report.timings["decode"] += decoded.seconds
             self.to_encode.append((plan, decoded))
@@ -322,13 +324,13 @@ class IngestRun:
             self._encoded(batch[position][0], vector)
         for position, reason in result.failures:
             self._fail(batch[position][0], reason)
-        self.report.encoded += len(result.ok)
         self.report.timings["encode"] += time.perf_counter() - start
 
     def _encoded(self, plan: Plan, vector: np.ndarray) -> None:
         plan.vector = vector
         self.fresh[plan.inspection.content_hash] = vector
         self.ready.append(plan)
+        self.report.encoded += 1
 
     def _resolve_vectors(self) -> None:
         """Give each reused row its vector: from this run, or from the shards (read once per shard)."""

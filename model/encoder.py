@@ -320,10 +320,11 @@ class Encoder:
             raise InputError(
                 f"encode_prepared expects N x {size} x {size} x 3 uint8, got {pixels.dtype} {pixels.shape}"
             )
-        batch_size = batch_size or self._default_batch("images")
         out = np.zeros((len(pixels), self.dim), np.float32)
-        for start in range(0, len(pixels), batch_size):
-            out[start : start + batch_size] = self._forward_uint8(pixels[start : start + batch_size], None)
+        for index, vectors in self._encode_batches(
+            enumerate(pixels), batch_size or self._default_batch("images")
+        ):
+            out[index] = vectors
         return out
 
     def encode_images(self, images: Sequence[ImageSource], batch_size: int | None = None) -> np.ndarray:
