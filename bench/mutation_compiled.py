@@ -1,6 +1,6 @@
 """Mutation testing of the renderer's compiled kernels, which mutmut leaves alone: a seeded sample.
 
-    python bench/mutation_compiled.py [--sample 40] [--seed 0] [--diffs]
+    python bench/mutation_compiled.py [--sample 40] [--seed 0] [--diffs] [--nodes 1441,2292]
 
 mutmut skips every function under a decorator (its per-call switch between the original and the
 mutants is Python code that a numba function cannot call), so `bench/mutation.py
@@ -167,12 +167,20 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=40, help="mutants to try")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--diffs", action="store_true", help="print the line each survivor changes")
+    parser.add_argument(
+        "--nodes",
+        type=lambda text: {int(n) for n in text.split(",")},
+        help="try these nodes' mutants instead",
+    )
     args = parser.parse_args()
 
     target = MODULES[MODULE]
     source = (REPO / MODULE).read_text()
     every = mutants(source)
-    sample = random.Random(args.seed).sample(every, min(args.sample, len(every)))
+    if args.nodes:
+        sample = [(number, kind) for number, kind in every if number in args.nodes]
+    else:
+        sample = random.Random(args.seed).sample(every, min(args.sample, len(every)))
     # The mutants are unparsed source: so is the clean run, which checks that unparsing changes nothing.
     clean, clean_s = run_tests(ast.unparse(ast.parse(source)), target, timeout=1800)
     if clean != "survived":

@@ -137,6 +137,21 @@ def test_a_copy_committed_earlier_in_the_same_run_lends_its_vector(tiny: str, tm
         np.testing.assert_array_equal(stored_vector(collection, a.id), stored_vector(collection, b.id))
 
 
+def test_rows_take_ids_in_the_order_the_files_were_found(tiny: str, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    write_images(folder, 6)
+    originals = sorted(folder.iterdir())
+    # Copies between the originals: a copy's vector is ready at once, an original's only once its
+    # batch is encoded, so the rows of one commit become ready out of the files' order.
+    for source, after in ((originals[0], originals[2]), (originals[1], originals[4])):
+        shutil.copy(source, folder / f"{after.stem}-copy{source.suffix}")
+    report = index_paths([folder], "c", tiny, options=FAST)
+    assert (report.added, report.encoded, report.reused) == (8, 6, 2)
+    collection = indexer.open_collection("c")
+    ids = [collection.image_by_path(entry.path).id for entry in scan([str(folder)])]
+    assert len(ids) == 8 and ids == sorted(ids) and len(set(ids)) == 8
+
+
 def test_prune_drops_vanished_images_only_when_asked(tiny: str, photos: Path) -> None:
     index_paths([photos], "c", tiny, options=FAST)
     collection = indexer.open_collection("c")

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import regex
 import uharfbuzz as hb
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ground.errors import PixglotError
 from rendering import chartables, harfbuzz, kernels
@@ -127,6 +129,34 @@ def test_one_pass_font_choice_equals_the_per_character_fallback():
                 assert fonts.tolist() == [single[t]] * len(text) and not missing.any(), (text, language)
         # The common texts take the one-font path; mixed scripts and U+FE0F do not.
         assert (single[[0, 1, 4, 7]] >= 0).all() and (single[[2, 5, 8, 9]] == -1).all(), language
+
+
+# Letters of scripts with fonts of their own, characters that take their neighbours' font (space,
+# digits, punctuation, a combining mark), emoji with and without U+FE0F, and code points no font has.
+FONT_ALPHABET = "aZ мЖ αΩ שׁ مر क्ष ก่ 漢字 かな 한글 12 .,!?\u0301 ❤\ufe0f👍🏽 \u0378\ue000\t"
+
+
+@settings(max_examples=200, deadline=None)  # the first example loads the tables
+@given(
+    st.lists(st.text(FONT_ALPHABET, max_size=8), min_size=1, max_size=6), st.sampled_from([None, "ja", "ko"])
+)
+def test_font_facts_of_any_texts_are_those_of_their_characters(texts, language):
+    stack = default_stack()
+    cps = chartables.codepoints("".join(texts))
+    starts = np.cumsum([0] + [len(t) for t in texts])
+    kinds, first, covered = stack.text_facts(cps, starts)
+    assert len(kinds) == len(first) == len(covered) == len(texts)
+    single = stack.single_fonts(first, covered, kinds, np.zeros(len(texts), np.int64), [language])
+    for t, text in enumerate(texts):
+        mine = cps[starts[t] : starts[t + 1]]
+        assert kinds[t] == np.bitwise_or.reduce(chartables.class_table()[mine], initial=0)
+        for i in range(len(stack.fonts)):
+            assert bool(covered[t] >> i & 1) == stack.covers(i, mine).all(), (text, i)
+        strong = list(dict.fromkeys(f for f in stack._strong_font[mine].tolist() if f != INHERIT))
+        assert first[t] == (INHERIT if not strong else strong[0] if len(strong) == 1 else kernels.MIXED)
+        if single[t] >= 0:
+            fonts, missing = stack.assign(mine, language)
+            assert fonts.tolist() == [single[t]] * len(text) and not missing.any(), (text, language)
 
 
 def test_a_shaper_frees_every_font_it_opened(monkeypatch):
