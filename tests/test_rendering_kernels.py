@@ -73,23 +73,28 @@ def _ink(glyphs: list[list[tuple[int, int, int]]], stride: int) -> kernels.Ink:
 
 
 def test_the_baseline_moves_to_keep_each_lines_ink_inside_its_row():
-    # Two lines of one text, 8-pixel rows, baseline 2 pixels below a row's top. Glyph 0 reaches 5
+    # Four lines of one text, 8-pixel rows, baseline 2 pixels below a row's top. Glyph 0 reaches 5
     # rows above its baseline (3 past the row's top), glyph 1 the 8 rows below it (2 past the
-    # row's bottom): each line's baseline moves just enough, down for the first, up for the second.
+    # row's bottom), glyph 2 only rows 2..3 below it. Each line's baseline moves just enough: down
+    # for glyph 0 (on the first row and on the third), up for glyph 1, not at all for glyph 2.
     stride, patch, baseline = 6, 8, 2
-    ink = _ink([[(-5, 1, 10), (0, 2, 11)], [(0, 3, 20), (7, 4, 21)]], stride)
-    placed = kernels.Placed(np.array([0, 1]), np.array([0, 0]), np.array([0, 0]), np.array([0, 1]))
-    out = np.zeros((2 * patch, stride), np.int32)
+    ink = _ink([[(-5, 1, 10), (0, 2, 11)], [(0, 3, 20), (7, 4, 21)], [(2, 0, 5), (3, 5, 6)]], stride)
+    lines = np.array([0, 1, 2, 3])
+    placed = kernels.Placed(np.array([0, 1, 0, 2]), np.zeros(4, np.int64), np.zeros(4, np.int64), lines)
+    out = np.zeros((4 * patch, stride), np.int32)
     too_tall, top, bottom, columns = kernels.draw_lines(
-        placed, np.array([0, 0]), np.array([2, 2]), patch, baseline, ink, out
+        placed, np.zeros(4, np.int64), np.full(4, 4), patch, baseline, ink, out
     )
-    assert not too_tall.any() and top.tolist() == [-5, 0] and bottom.tolist() == [1, 8]
+    assert not too_tall.any() and top.tolist() == [-5, 0, -5, 2] and bottom.tolist() == [1, 8, 1, 4]
     # Line 0: baseline at row 5, so its top pixel is in row 0. Line 1: baseline at row 8 (from 10),
-    # so its bottom pixel is in row 15, the last of its row.
+    # so its bottom pixel is in row 15, the last of its row. Line 2: baseline at row 21 (from 18).
+    # Line 3: baseline at row 26, where it was.
     assert out[0, 1] == 10 and out[5, 2] == 11
     assert out[8, 3] == 20 and out[15, 4] == 21
-    assert out.sum() == 10 + 11 + 20 + 21
-    assert columns.tolist() == [[1, 3], [3, 5]]
+    assert out[16, 1] == 10 and out[21, 2] == 11
+    assert out[28, 0] == 5 and out[29, 5] == 6
+    assert out.sum() == 2 * (10 + 11) + 20 + 21 + 5 + 6
+    assert columns.tolist() == [[1, 3], [3, 5], [1, 3], [0, 6]]
 
 
 def test_a_lifted_glyphs_ink_is_measured_and_drawn_where_the_lift_puts_it():
