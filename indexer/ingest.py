@@ -212,16 +212,21 @@ class IngestRun:
 
     # ----- the run -----
     def run(self, jobs: Sequence[Job]) -> None:
+        results = self._results_on_ray(jobs) if self.options.ray is not None else self._results_here(jobs)
+        self.consume(results, len(jobs))
+
+    def consume(self, results: Iterator[tuple[Plan, Encoded | Decoded | Failure | None]], total: int) -> None:
+        """Accept each plan with its file's result, in file order, committing every `commit_every`
+        new rows (or 8 times that many touched and failed ones) and at the end."""
         options = self.options
         progress = tqdm(
-            total=len(jobs),
+            total=total,
             desc=f"indexing {self.collection.name}",
             unit="img",
             disable=not options.progress,
             dynamic_ncols=True,
             smoothing=0.05,
         )
-        results = self._results_on_ray(jobs) if options.ray is not None else self._results_here(jobs)
         with progress, contextlib.closing(results):
             for plan, result in results:
                 self.accept(plan, result)
