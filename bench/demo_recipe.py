@@ -30,8 +30,6 @@ import subprocess
 import sys
 import time
 import tomllib
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -41,6 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bench_train import cold_cache, recipe, time_trainer  # noqa: E402
+from phases import Phases  # noqa: E402
 
 T = TypeVar("T")
 RUNS = ("shipped", "heldout", "heldout-unifont")
@@ -48,39 +47,13 @@ EVALUATIONS = 8  # evaluations during a run, besides the final one
 RESERVE_SECONDS = 45  # kept at the end: final evaluations, saving, the summary
 
 
-class Driver:
+class Driver(Phases):
     def __init__(self, args: argparse.Namespace):
+        super().__init__(args.out, args.budget)
         self.args = args
-        self.deadline = time.monotonic() + args.budget
-        self.out = args.out
-        self.out.mkdir(parents=True, exist_ok=True)
         self.work = Path(args.work)
         self.home = self.work / "home"
         self.env = {**os.environ, "PIXGLOT_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
-        self.summary: dict = {"phases": {}}
-
-    def left(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def phase(self, name: str, function: Callable[..., T], *args: object) -> T:
-        started = time.monotonic()
-        print(f"== {name} ({self.left():.0f} s left)", flush=True)
-        try:
-            result = function(*args)
-            self.summary["phases"][name] = {"seconds": round(time.monotonic() - started, 1), "ok": True}
-            return result
-        except BaseException as err:
-            self.summary["phases"][name] = {
-                "seconds": round(time.monotonic() - started, 1),
-                "ok": False,
-                "error": "".join(traceback.format_exception(err))[-4000:],
-            }
-            raise
-        finally:
-            self.write_summary()
-
-    def write_summary(self) -> None:
-        (self.out / "summary.json").write_text(json.dumps(self.summary, indent=1, ensure_ascii=False))
 
     # ---------------------------------------------------------------- phases
 

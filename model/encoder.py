@@ -27,13 +27,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import rendering
 from ground import home
 from ground.errors import FileFormatError, InputError, PixglotError
-from model.images import BadImageError, ImageSource
+from model.device_resize import resize_batch
+from model.images import BadImageError, ImageSource, open_image
 from model.preprocess import check_preprocessing, prepare_image
 from model.vit import ViT, VitConfig
 from model.workers import ordered_map
@@ -108,11 +110,14 @@ def _default_device() -> str:
 
 
 def prepare_for_model(
-    src: ImageSource, size: int, preprocessing: dict
+    src: ImageSource, size: int, preprocessing: dict, resized: bool = True
 ) -> tuple[np.ndarray | None, tuple[str, str] | None]:
-    """The resized image, or None and (source, reason): a worker task, and exceptions may not pickle."""
+    """The resized image (`resized=False`: the picture as decoded, for `resize_batch`), or None and
+    (source, reason): a worker task, and exceptions may not pickle."""
     try:
-        return prepare_image(src, size, preprocessing), None
+        if resized:
+            return prepare_image(src, size, preprocessing), None
+        return np.asarray(open_image(src)), None
     except BadImageError as err:
         return None, (err.path, err.reason)
 
@@ -221,9 +226,11 @@ class Encoder:
             z = self._runner(x, rows=rows)
         return z.float().cpu().numpy()
 
-    def _forward_uint8(self, pixels: np.ndarray, rows: int | None) -> np.ndarray:
+    def _forward_uint8(self, pixels: np.ndarray | torch.Tensor, rows: int | None) -> np.ndarray:
         low, high = self.config["preprocessing"]["value_range"]
-        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device)
+        if isinstance(pixels, np.ndarray):
+            pixels = torch.from_numpy(np.ascontiguousarray(pixels))
+        x = pixels.to(self.device)
         # Same arithmetic as preprocess.to_value_range, done on the device (4x less to transfer).
         x = low + (high - low) * (x.to(torch.float32) / 255)
         return self._forward(x, rows)
@@ -296,22 +303,33 @@ class Encoder:
     def _prepared(
         self, images: list[ImageSource]
     ) -> Iterator[tuple[np.ndarray | None, tuple[str, str] | None]]:
+        """Each image decoded, or its failure. Files and bytes are also resized (in worker processes
+        for large batches); pictures already in memory (e.g. what indexing workers decoded) are left
+        at their size, for `_encode_batches` to resize on the model's device."""
         task = functools.partial(
             prepare_for_model, size=self.image_size, preprocessing=self.config["preprocessing"]
         )
+        if all(isinstance(src, Image.Image) for src in images):
+            return (task(src, resized=False) for src in images)
         return ordered_map(task, images, min_items=_MIN_IMAGES_FOR_WORKERS)
 
     def _encode_batches(
         self, prepared: Iterable[tuple[int, np.ndarray]], batch_size: int
     ) -> Iterator[tuple[list[int], np.ndarray]]:
+        """(positions, vectors) per batch of (position, uint8 picture of any size)."""
+
+        def encoded(batch: list[tuple[int, np.ndarray]]) -> tuple[list[int], np.ndarray]:
+            pixels = resize_batch([picture for _, picture in batch], self.image_size, self.device)
+            return [i for i, _ in batch], self._forward_uint8(pixels, None)
+
         batch: list[tuple[int, np.ndarray]] = []
         for item in prepared:
             batch.append(item)
             if len(batch) >= batch_size:
-                yield [i for i, _ in batch], self._forward_uint8(np.stack([a for _, a in batch]), None)
+                yield encoded(batch)
                 batch = []
         if batch:
-            yield [i for i, _ in batch], self._forward_uint8(np.stack([a for _, a in batch]), None)
+            yield encoded(batch)
 
     def encode_prepared(self, pixels: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """(N, S, S, 3) uint8 images that `prepare_for_model` made (S: image_size) -> (N, dim) unit rows."""

@@ -35,7 +35,7 @@ def check_preprocessing(config: dict) -> dict:
     return cfg
 
 
-def _sample_points(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_points(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per output pixel: lower and upper input index and the weight of the upper one, computed in
     float32 exactly as TensorFlow's half-pixel-centre bilinear kernel does."""
     scale = np.float32(in_size) / np.float32(out_size)
@@ -57,8 +57,8 @@ def resize(image: np.ndarray | Image.Image, size: int) -> np.ndarray:
     pixels = np.asarray(image)
     if pixels.dtype != np.uint8 or pixels.ndim != 3 or pixels.shape[2] != 3:
         raise InputError(f"expected an H x W x 3 uint8 image, got {pixels.dtype} {pixels.shape}")
-    y0, y1, y_lerp = _sample_points(pixels.shape[0], size)
-    x0, x1, x_lerp = _sample_points(pixels.shape[1], size)
+    y0, y1, y_lerp = sample_points(pixels.shape[0], size)
+    x0, x1, x_lerp = sample_points(pixels.shape[1], size)
     x_lerp = x_lerp[None, :, None]
     top_rows, bottom_rows = pixels[y0], pixels[y1]
     top_left, top_right = top_rows[:, x0].astype(np.float32), top_rows[:, x1].astype(np.float32)
