@@ -30,6 +30,7 @@ from ground import db
 from ground.errors import PixglotError
 from indexer import Filters, IndexOptions, index_paths
 from indexer.samples import SampleExif, write_image, write_images
+from indexer.scan import scan
 
 FAST = IndexOptions(progress=False, workers=0, commit_every=8)
 
@@ -211,6 +212,10 @@ def test_indexer_storage_round_trip(database_url: str, tiny: str, tmp_path: Path
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     first = index_paths([folder], "store", tiny, database_url, FAST)
     assert (first.added, first.encoded, first.reused, first.failed) == (12, 11, 1, 1)
+    # Rows take ids in the order the files were found, on every database.
+    found = indexer.open_collection("store", database_url)
+    ids = [found.image_by_path(e.path).id for e in scan([str(folder)]) if not e.path.endswith("broken.png")]
+    assert len(set(ids)) == 12 and ids == sorted(ids)
     assert index_paths([folder], "store", None, database_url, FAST).unchanged == 12
 
     os.rename(folder / "img00005.png", folder / "moved.png")
