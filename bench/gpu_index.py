@@ -1,4 +1,4 @@
-"""The GPU measurements of bulk indexing, in one time-boxed run for a machine lent for minutes:
+"""The GPU measurements of bulk indexing, in one time-boxed run (GPU time is often short):
 
     python bench/gpu_index.py --out DIR [--budget 420] [--images 20000] [--baseline-src CHECKOUT]
 

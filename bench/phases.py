@@ -1,4 +1,4 @@
-"""Time-boxed phases for a run on a machine lent for minutes: each phase's seconds and outcome (its
+"""Time-boxed phases for a short run on a GPU machine: each phase's seconds and outcome (its
 error, when it fails) are written to OUT/summary.json as soon as it ends, so that a summary exists
 whatever stops the run."""
 
