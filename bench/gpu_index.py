@@ -3,14 +3,15 @@
     python bench/gpu_index.py --out DIR [--budget 420] [--images 20000] [--baseline-src CHECKOUT]
 
 Phases (DIR/summary.json is written after each, whatever happens):
+0. photos: --images generated 640x480 JPEG files, written on all cores.
 1. resize: `model.device_resize.resize_batch` on the GPU against `model.preprocess.resize` on the
    host, bit for bit, on random batches of mixed sizes and on generated photos as indexing decodes
    them; its time per picture against the host's.
-2. index: `index_paths` over --images generated 640x480 JPEG files, end to end (files to committed
+2. index: `index_paths` over those files, end to end (files to committed
    vectors, ViT-B/16 with random weights), with this checkout and, given --baseline-src, with that
    one, in the same run: images/s, where the time went, the GPU's utilisation and power.
-3. nvjpeg: where torchvision imports with CUDA, `decode_jpeg(device=self.device)` in batches of 256 on the
-   same files: its rate, and how far its pixels land from Pillow's after the exact resize.
+3. nvjpeg: where torchvision imports with CUDA, `decode_jpeg(device="cuda")` in batches of 256 on
+   the same files: its rate, and how far its pixels land from Pillow's after the exact resize.
 4. model: ViT-B/16 alone, bf16 at batch 256 on pixels already on the GPU: images/s and its share of
    the arithmetic floor, eager and then under torch.compile (last: compiling cannot be cut short).
 """
@@ -70,9 +71,13 @@ def synchronized(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
-def _write(job: tuple[str, int]) -> None:
+def photo_path(folder: Path, index: int) -> Path:
+    return folder / f"{index // 100:03d}" / f"photo{index:05d}.jpg"
+
+
+def _write(job: tuple[Path, int]) -> None:
     path, seed = job
-    write_image(Path(path), seed, (640, 480))
+    write_image(path, seed, (640, 480))
 
 
 class Run(Phases):
@@ -96,8 +101,7 @@ class Run(Phases):
             got = resize_batch(batch, SIZE, self.device).cpu().numpy()
             mismatched += int(np.count_nonzero(got != np.stack([resize(p, SIZE) for p in batch])))
             compared += got.size
-        photos = [self.folder / f"{i // 100:03d}" / f"photo{i:05d}.jpg" for i in range(256)]
-        decoded = [np.asarray(load_for_model(str(path), SIZE)) for path in photos]
+        decoded = [np.asarray(load_for_model(str(photo_path(self.folder, i)), SIZE)) for i in range(256)]
         host = np.stack([resize(p, SIZE) for p in decoded])
         device = resize_batch(decoded, SIZE, self.device)
         mismatched += int(np.count_nonzero(device.cpu().numpy() != host))
@@ -118,12 +122,10 @@ class Run(Phases):
         return result
 
     def photos(self) -> None:
-        jobs = [
-            (str(self.folder / f"{i // 100:03d}" / f"photo{i:05d}.jpg"), i) for i in range(self.args.images)
-        ]
+        jobs = [(photo_path(self.folder, i), i) for i in range(self.args.images)]
         with ProcessPoolExecutor(os.cpu_count()) as pool:
             list(pool.map(_write, jobs, chunksize=64))
-        self.summary["photos"] = {"files": len(jobs), "bytes": sum(Path(p).stat().st_size for p, _ in jobs)}
+        self.summary["photos"] = {"files": len(jobs), "bytes": sum(p.stat().st_size for p, _ in jobs)}
 
     def index(self, name: str, source: Path) -> dict:
         home = self.work / f"home-{name}"
@@ -156,17 +158,17 @@ class Run(Phases):
         except Exception as err:  # any failure to import is the answer of this phase
             self.summary["nvjpeg"] = {"available": False, "why": f"{type(err).__name__}: {err}"}
             return self.summary["nvjpeg"]
-        paths = sorted(self.folder.rglob("*.jpg"))[:2048]
-        datas = [torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8) for p in paths]
+        files = [photo_path(self.folder, i).read_bytes() for i in range(min(2048, self.args.images))]
+        datas = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in files]
         decode_jpeg(datas[:8], mode=ImageReadMode.RGB, device=self.device)
         batches = [datas[i : i + 256] for i in range(0, len(datas), 256)]
         seconds = synchronized(
             lambda: [decode_jpeg(b, mode=ImageReadMode.RGB, device=self.device) for b in batches]
         )
         differences = []
-        for path, data in zip(paths[:256], datas[:256], strict=True):
+        for file, data in zip(files[:256], datas[:256], strict=True):
             gpu = decode_jpeg(data, mode=ImageReadMode.RGB, device=self.device).permute(1, 2, 0).cpu().numpy()
-            exact = resize(np.asarray(Image.open(io.BytesIO(path.read_bytes())).convert("RGB")), SIZE)
+            exact = resize(np.asarray(Image.open(io.BytesIO(file)).convert("RGB")), SIZE)
             differences.append(np.abs(resize(np.ascontiguousarray(gpu), SIZE).astype(int) - exact))
         stacked = np.stack(differences)
         result = {
@@ -195,10 +197,11 @@ class Run(Phases):
             forward()
             return 256 / min(synchronized(forward) for _ in range(5))
 
-        for name, runner in (("eager", encoder.net), ("compiled", None)):
-            if runner is None:
-                runner = torch.compile(encoder.net)
-            images_per_s = rate(runner)
+        for name, runner in (
+            ("eager", lambda: encoder.net),
+            ("compiled", lambda: torch.compile(encoder.net)),
+        ):
+            images_per_s = rate(runner())
             result[name] = {"images_per_s": round(images_per_s), "of_floor": round(images_per_s / floor, 3)}
             self.summary["model"] = result
             self.write_summary()
