@@ -357,17 +357,28 @@ class Collection:
 
     def forget_failures(self, conn: Connection, paths: Sequence[str]) -> None:
         """Drop the failure records of `paths` (inside the caller's transaction)."""
-        for start in range(0, len(paths), 5_000):
+        for chunk in _chunks(paths):
             conn.execute(
                 delete(db.index_failures)
                 .where(db.index_failures.c.collection_id == self.id)
-                .where(db.index_failures.c.path.in_(paths[start : start + 5_000]))
+                .where(db.index_failures.c.path.in_(chunk))
             )
+
+    def image_ids(self, conn: Connection, paths: Sequence[str]) -> list[int]:
+        """The ids of the rows of `paths`, in their order (inside the caller's transaction)."""
+        ids: dict[str, int] = {}
+        for chunk in _chunks(paths):
+            query = (
+                select(db.images.c.path, db.images.c.id)
+                .where(db.images.c.collection_id == self.id)
+                .where(db.images.c.path.in_(chunk))
+            )
+            ids.update(conn.execute(query).all())
+        return [ids[path] for path in paths]
 
     def delete_images(self, conn: Connection, ids: Sequence[int]) -> None:
         """Delete image rows and log them for the FAISS index (inside the caller's transaction)."""
-        for start in range(0, len(ids), 10_000):
-            chunk = [int(i) for i in ids[start : start + 10_000]]
+        for chunk in _chunks([int(i) for i in ids], 10_000):
             conn.execute(delete(db.images).where(db.images.c.id.in_(chunk)))
             conn.execute(
                 insert(db.deleted_images), [{"collection_id": self.id, "image_id": i} for i in chunk]
@@ -609,11 +620,11 @@ class Collection:
         ids = [int(i) for i in ids]
         found: dict[int, ImageRow] = {}
         with _connection(self.engine, conn) as c:
-            for start in range(0, len(ids), 5_000):
+            for chunk in _chunks(ids):
                 query = (
                     select(*IMAGE_COLUMNS)
                     .where(db.images.c.collection_id == self.id)
-                    .where(db.images.c.id.in_(ids[start : start + 5_000]))
+                    .where(db.images.c.id.in_(chunk))
                     .where(*where)
                 )
                 for row in c.execute(query):
@@ -718,6 +729,13 @@ def _shard_values(collection_id: int, fingerprint: str, name: str, ids: np.ndarr
         "rows": len(ids),
         "created_at": now(),
     }
+
+
+def _chunks(values: Sequence, size: int = 5_000) -> Iterator[Sequence]:
+    """`values` in runs of `size`: one IN (...) list each, within every database's limit on bound
+    parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
 
 
 @contextmanager

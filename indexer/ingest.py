@@ -25,7 +25,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 import numpy as np
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.engine import Connection
 from tqdm import tqdm
 
@@ -423,17 +423,7 @@ class IngestRun:
         # returns ids in the rows' order runs one row at a time on SQLite (commits of 4,096 rows
         # were 19-30 % slower with it; bench/RESULTS.md).
         conn.execute(insert(db.images), [_row_values(collection.id, p, stamp) for p in ready])
-        paths = [p.job.path for p in ready]
-        ids: dict[str, int] = {}
-        for start in range(0, len(paths), 5_000):
-            ids.update(
-                conn.execute(
-                    select(db.images.c.path, db.images.c.id)
-                    .where(db.images.c.collection_id == collection.id)
-                    .where(db.images.c.path.in_(paths[start : start + 5_000]))
-                ).all()
-            )
-        return [ids[path] for path in paths]
+        return collection.image_ids(conn, [p.job.path for p in ready])
 
     def _write_failures(self, conn: Connection, done: list[str], failed: list[Plan], stamp: datetime) -> None:
         """The failures of this batch recorded, and earlier ones of the files done (or failed again)
